@@ -1,0 +1,90 @@
+"""Answers: what the assistant returns, and the Markdown it shows, taken word for word from the knowledge base."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .chunks import Chunk
+from .knowledge import KnowledgeBase
+
+
+class Kind(StrEnum):
+    ANSWER = "answer"
+    ASK_PROVIDER = "ask_provider"   # the question needs a provider and none is known
+    CLARIFY = "clarify"             # two entries are too close to call
+    DECLINE = "decline"             # out of scope, or too unsure
+    EMPTY = "empty"                 # nothing was asked
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    entry_id: str
+    provider: str
+    topic: str
+    score: float
+    title: str
+    text: str
+
+    def to_json(self) -> dict:
+        return {"chunk_id": self.chunk_id, "entry_id": self.entry_id, "provider": self.provider,
+                "topic": self.topic, "score": round(self.score, 4), "title": self.title, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A button: asking `question` again with `provider` set, or opening one entry directly."""
+
+    label: str
+    question: str
+    provider: str | None = None
+    entry_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str                  # as understood: secrets masked, long input cut
+    language: str
+    provider: str | None
+    kind: Kind
+    markdown: str
+    hits: tuple[Hit, ...] = ()
+    entry_id: str | None = None
+    choices: tuple[Choice, ...] = ()
+    related: tuple[Choice, ...] = ()
+    notices: tuple[str, ...] = ()  # said before the answer: secrets masked, question cut
+    secrets: tuple[str, ...] = ()
+    from_general: bool = False
+    has_steps: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def answered(self) -> bool:
+        return self.kind in (Kind.ANSWER, Kind.ASK_PROVIDER, Kind.CLARIFY)
+
+    def to_json(self) -> dict:
+        """The contract's JSON line, plus a few fields of our own."""
+        return {
+            "question": self.question, "language": self.language, "provider": self.provider,
+            "answered": self.answered, "hits": [h.to_json() for h in self.hits],
+            "answer": self.markdown, "kind": self.kind.value, "entry_id": self.entry_id,
+            "choices": [c.__dict__ for c in self.choices], "notices": list(self.notices),
+        }
+
+
+def render_chunk(kb: KnowledgeBase, chunk: Chunk, language: str) -> str:
+    """The entry as Markdown: title, answer, numbered steps, official links, the checked date."""
+    parts = [f"**{chunk.title}**", chunk.text.strip()]
+    if chunk.steps:
+        lines = [f"**{kb.message('steps_heading', language)}**", ""]
+        for n, step in enumerate(chunk.steps, 1):
+            lines.append(f"{n}. {step.do}")
+            if step.expect:
+                lines.append(f"   - {kb.message('step_expect', language, text=step.expect)}")
+        parts.append("\n".join(lines))
+    if chunk.links:
+        links = "\n".join(f"- [{link.title}]({link.url})" for link in chunk.links)
+        parts.append(f"**{kb.message('links_heading', language)}**\n\n{links}")
+    parts.append(f"_{kb.message('checked', language, date=chunk.checked)}_")
+    return "\n\n".join(parts)

@@ -1,0 +1,187 @@
+"""Assistant: from a question (and the provider chosen earlier) to an answer, an ask-back or a decline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .answer import Answer, Choice, Hit, Kind, render_chunk
+from .chunks import Chunk
+from .embedder import Embedder
+from .index import SearchIndex
+from .knowledge import KnowledgeBase
+from .providers import ProviderFinder
+from .ranking import Candidate, Ranker, RankingConfig
+from .safety import mask_secrets
+from .text import HAN, LATIN, language_of
+
+# The order in which follow-ups are suggested when an entry names none.
+FOLLOW_UP_TOPICS = ("topup_steps", "payment_failed", "auto_topup", "expiry", "amount", "payment_methods",
+                    "refund", "support", "safety")
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """When to decline and when to ask which entry was meant; calibrated on the development set."""
+
+    # Decline when the best phrasing's cosine is below this (per answer language)...
+    min_dense: dict[str, float] = field(default_factory=lambda: {"zh": 0.86, "en": 0.84})
+    # ...unless the question names a provider or shares words with the entry, which lowers the bar.
+    provider_bonus: float = 0.02
+    lexical_bonus: float = 0.02
+    # Offer two entries when their best cosines are this close and their topics differ.
+    clarify_margin: float = 0.004
+    hits: int = 5
+
+
+class Assistant:
+    """Read-only after construction, so one instance can serve many threads."""
+
+    def __init__(self, kb: KnowledgeBase, index: SearchIndex, embedder: Embedder,
+                 ranking: RankingConfig = RankingConfig(), decision: DecisionConfig = DecisionConfig(),
+                 max_question_chars: int = 500):
+        self.kb, self.index, self.embedder = kb, index, embedder
+        self.ranker = Ranker(kb, index, embedder, ranking)
+        self.finder = ProviderFinder(kb)
+        self.decision = decision
+        self.max_chars = max_question_chars
+        self.chunks: dict[tuple[str, str], Chunk] = {(c.entry_id, c.language): c for c in index.chunks}
+
+    # -- the one public question path -------------------------------------------------------
+    def ask(self, question: str, provider: str | None = None, language: str | None = None) -> Answer:
+        """Answer `question`; `provider` is the one carried from earlier, `language` the user's choice."""
+        if not isinstance(question, str):
+            question = "" if question is None else str(question)
+        masked = mask_secrets(question)
+        text = masked.text.strip()
+        lang = language or language_of(text, fallback="zh")
+        notices = [self.kb.message("secret_warning", lang)] if masked.had_secrets else []
+        if len(text) > self.max_chars:
+            text = text[:self.max_chars]
+            notices.append(self.kb.message("truncated", lang, limit=self.max_chars))
+        if provider is not None and provider not in self.kb.providers:
+            provider = None
+        base = dict(question=text, language=lang, notices=tuple(notices), secrets=masked.found)
+        if not text:
+            return Answer(provider=provider, kind=Kind.EMPTY, markdown=self.kb.message("empty_question", lang), **base)
+        named = self.finder.find(text)
+        provider = named or provider
+        if not (HAN.search(text) or LATIN.search(text)):  # "？？？", emoji, digits alone
+            return self._decline(provider, [], base)
+        candidates = self.ranker.rank(text)
+        if self._out_of_scope(candidates[0], lang, named is not None):
+            return self._decline(provider, candidates, base)
+        if provider is None:
+            return self._without_provider(candidates, base)
+        return self._with_provider(candidates, provider, base)
+
+    def answer_entry(self, entry_id: str, language: str, question: str = "") -> Answer:
+        """Show one entry directly (a clicked suggestion or "did you mean" choice)."""
+        entry = self.kb.by_id[entry_id]
+        base = dict(question=question or entry.title[language], language=language)
+        return self._answer(entry_id, entry.provider, [], base)
+
+    # -- decisions --------------------------------------------------------------------------
+    def _out_of_scope(self, top: Candidate, language: str, named: bool) -> bool:
+        d = self.decision
+        bar = (d.min_dense[language] - (d.provider_bonus if named else 0.0)
+               - (d.lexical_bonus if top.lexical > 0 else 0.0))
+        return top.dense < bar
+
+    def _allowed(self, candidates: list[Candidate], provider: str) -> list[Candidate]:
+        """The provider's own entries, and general ones on topics it does not cover (safety always)."""
+        covered = {e.topic for e in self.kb.entries_for(provider)} - {"safety"}
+        return [c for c in candidates
+                if c.provider == provider or (c.provider == "general" and c.topic not in covered)]
+
+    def _with_provider(self, candidates: list[Candidate], provider: str, base: dict) -> Answer:
+        allowed = self._allowed(candidates, provider)
+        first = allowed[0]
+        second = allowed[1] if len(allowed) > 1 else None
+        if second and first.topic != second.topic and first.dense - second.dense < self.decision.clarify_margin:
+            return self._clarify([first, second], provider, allowed, base)
+        return self._answer(first.entry_id, provider, allowed, base)
+
+    def _without_provider(self, candidates: list[Candidate], base: dict) -> Answer:
+        top = candidates[0]
+        if top.provider == "general":
+            return self._answer(top.entry_id, None, candidates, base)
+        topic = self.kb.topics[top.topic]
+        general = [c for c in candidates if c.provider == "general"]
+        if topic.needs_provider:
+            return self._ask_provider(top.topic, candidates, general, base)
+        same_topic = [c for c in general if c.topic == top.topic]
+        return self._answer((same_topic or general)[0].entry_id, None, general, base)
+
+    # -- building answers -------------------------------------------------------------------
+    def _hits(self, candidates: list[Candidate], language: str, first: str | None = None) -> tuple[Hit, ...]:
+        ordered = sorted(candidates, key=lambda c: c.entry_id != first)[: self.decision.hits]
+        hits = []
+        for c in ordered:
+            chunk = self.chunks[(c.entry_id, language)]
+            hits.append(Hit(chunk.id, c.entry_id, c.provider, c.topic, c.dense, chunk.title, chunk.text))
+        return tuple(hits)
+
+    def _answer(self, entry_id: str, provider: str | None, candidates: list[Candidate], base: dict) -> Answer:
+        lang = base["language"]
+        entry = self.kb.by_id[entry_id]
+        chunk = self.chunks[(entry_id, lang)]
+        markdown = render_chunk(self.kb, chunk, lang)
+        from_general = provider is not None and entry.provider == "general" and \
+            not self.kb.entries_for(provider, entry.topic)
+        if from_general:
+            name = self.kb.providers[provider].name[lang]
+            markdown = f"_{self.kb.message('from_general', lang, provider=name)}_\n\n{markdown}"
+        return Answer(provider=provider or (entry.provider if entry.provider != "general" else None),
+                      kind=Kind.ANSWER, markdown=markdown, hits=self._hits(candidates or [], lang, entry_id)
+                      if candidates else self._entry_hit(entry_id, lang), entry_id=entry_id,
+                      related=self._related(entry_id, lang), from_general=from_general,
+                      has_steps=bool(chunk.steps), **base)
+
+    def _entry_hit(self, entry_id: str, language: str) -> tuple[Hit, ...]:
+        e, chunk = self.kb.by_id[entry_id], self.chunks[(entry_id, language)]
+        return (Hit(chunk.id, entry_id, e.provider, e.topic, 1.0, chunk.title, chunk.text),)
+
+    def _related(self, entry_id: str, language: str) -> tuple[Choice, ...]:
+        entry = self.kb.by_id[entry_id]
+        ids = list(entry.related)
+        if not ids:
+            own = {e.topic: e.id for e in reversed(self.kb.entries_for(entry.provider))}
+            ids = [own[t] for t in FOLLOW_UP_TOPICS if t in own and t != entry.topic]
+        return tuple(Choice(self.kb.by_id[i].title[language], self.kb.by_id[i].questions[language][0],
+                            entry_id=i) for i in ids[:3])
+
+    def _clarify(self, pair: list[Candidate], provider: str | None, candidates: list[Candidate],
+                 base: dict) -> Answer:
+        lang = base["language"]
+        choices = tuple(Choice(self.kb.by_id[c.entry_id].title[lang], base["question"], provider, c.entry_id)
+                        for c in pair)
+        return Answer(provider=provider, kind=Kind.CLARIFY, markdown=self.kb.message("clarify", lang),
+                      hits=self._hits(candidates, lang), choices=choices, **base)
+
+    def _ask_provider(self, topic: str, candidates: list[Candidate], general: list[Candidate],
+                      base: dict) -> Answer:
+        lang = base["language"]
+        likely: list[str] = []
+        for c in candidates:
+            if c.topic == topic and c.provider != "general" and c.provider not in likely:
+                likely.append(c.provider)
+        for pid in self.kb.providers:  # the rest, so every provider can be picked
+            if pid != "general" and pid not in likely:
+                likely.append(pid)
+        choices = [Choice(self.kb.providers[p].name[lang], base["question"], p) for p in likely]
+        general_on_topic = [c for c in general if c.topic == topic]
+        first = general_on_topic[0].entry_id if general_on_topic else None
+        if first:
+            choices.append(Choice(self.kb.by_id[first].title[lang], base["question"], None, first))
+        return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=self.kb.message("ask_provider", lang),
+                      hits=self._hits(general_on_topic + candidates, lang, first), choices=tuple(choices),
+                      extra={"topic": topic, "likely": likely[:5]}, **base)
+
+    def _decline(self, provider: str | None, candidates: list[Candidate], base: dict) -> Answer:
+        lang = base["language"]
+        markdown = self.kb.message("decline", lang)
+        if provider and provider != "general":
+            p = self.kb.providers[provider]
+            markdown += "\n\n" + self.kb.message("decline_support", lang, provider=p.name[lang], url=p.support_url)
+        return Answer(provider=provider, kind=Kind.DECLINE, markdown=markdown,
+                      hits=self._hits(candidates, lang) if candidates else (), **base)

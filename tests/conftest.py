@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny knowledge base, a deterministic offline embedder, and the real model once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from retrieval.embedder import HashingEmbedder  # noqa: E402
+from retrieval.index import build_index  # noqa: E402
+from retrieval.knowledge import load_knowledge  # noqa: E402
+from retrieval.settings import ROOT, Settings  # noqa: E402
+
+FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
+
+
+@pytest.fixture
+def kb_dir(tmp_path: Path) -> Path:
+    """A writable copy of the tiny knowledge base, with the real catalog and messages."""
+    target = tmp_path / "knowledge"
+    shutil.copytree(FIXTURE_KB, target)
+    for name in ("catalog.yaml", "messages.yaml"):
+        shutil.copy(ROOT / "knowledge" / name, target / name)
+    return target
+
+
+@pytest.fixture
+def tiny_kb(kb_dir: Path):
+    return load_knowledge(kb_dir)
+
+
+@pytest.fixture
+def embedder() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+@pytest.fixture
+def tiny_index(tiny_kb, embedder):
+    return build_index(tiny_kb, embedder)
+
+
+@pytest.fixture
+def tiny_assistant(tiny_kb, tiny_index, embedder):
+    from retrieval.assistant import Assistant
+
+    return Assistant(tiny_kb, tiny_index, embedder)
+
+
+@pytest.fixture(scope="session")
+def real_settings() -> Settings:
+    """The project's own model and index (make prepares them before the tests)."""
+    return Settings.from_env({})
+
+
+@pytest.fixture(scope="session")
+def real_assistant(real_settings):
+    from retrieval.loading import load_assistant
+
+    return load_assistant(real_settings)

@@ -1,0 +1,71 @@
+"""The assistant's decisions on a tiny knowledge base with a deterministic embedder."""
+
+from retrieval.answer import Kind
+
+
+def test_answers_from_named_provider(tiny_assistant):
+    a = tiny_assistant.ask("GV怎么充值")
+    assert a.kind is Kind.ANSWER and a.entry_id == "gv-topup" and a.provider == "google_voice"
+    assert a.language == "zh" and "Settings → Payments → Add credit" in a.markdown
+    assert "1. 打开 voice.google.com。" in a.markdown and "https://support.google.com/voice/answer/141923" in a.markdown
+
+
+def test_provider_carried_over_and_overridden(tiny_assistant):
+    assert tiny_assistant.ask("how do i top up", provider="tello").entry_id == "tello-topup"
+    assert tiny_assistant.ask("gv top up", provider="tello").provider == "google_voice"
+
+
+def test_never_another_providers_entry(tiny_assistant):
+    a = tiny_assistant.ask("how do i add credit", provider="tello")
+    assert a.entry_id in {"tello-topup", "gen-topup"} or a.kind is not Kind.ANSWER
+
+
+def test_falls_back_to_general_when_provider_has_no_entry(tiny_assistant):
+    a = tiny_assistant.ask("my card was declined", provider="tello")
+    assert a.entry_id == "gen-declined" and a.from_general and "Tello" in a.markdown
+
+
+def test_asks_back_when_provider_needed(tiny_assistant):
+    a = tiny_assistant.ask("how do i top up")
+    assert a.kind is Kind.ASK_PROVIDER and a.provider is None
+    assert {"google_voice", "tello"} <= {c.provider for c in a.choices}
+    assert a.hits[0].entry_id == "gen-topup"
+
+
+def test_language_follows_question_or_choice(tiny_assistant):
+    assert tiny_assistant.ask("gv top up").language == "en"
+    assert tiny_assistant.ask("gv top up", language="zh").language == "zh"
+    assert "给 GV 充值" in tiny_assistant.ask("gv top up", language="zh").markdown
+
+
+def test_declines_symbols_and_empty(tiny_assistant):
+    assert tiny_assistant.ask("？？？").kind is Kind.DECLINE
+    assert tiny_assistant.ask("   ").kind is Kind.EMPTY
+    assert not tiny_assistant.ask("？？？").answered
+
+
+def test_decline_names_provider_support(tiny_assistant):
+    a = tiny_assistant.ask("🙂🙂", provider="tello")
+    assert a.kind is Kind.DECLINE and "https://tello.com/help_center" in a.markdown
+
+
+def test_secrets_masked_and_warned(tiny_assistant):
+    a = tiny_assistant.ask("GV怎么充值 我的卡 4111 1111 1111 1111")
+    assert "4111" not in a.question and a.secrets == ("card",) and a.notices
+
+
+def test_long_question_cut_with_notice(tiny_assistant):
+    a = tiny_assistant.ask("gv top up " * 500)
+    assert len(a.question) == tiny_assistant.max_chars and any("500" in n for n in a.notices)
+
+
+def test_related_follow_ups_are_other_entries(tiny_assistant):
+    a = tiny_assistant.ask("gv top up")
+    assert [c.entry_id for c in a.related] == ["gv-amount"]
+
+
+def test_contract_json(tiny_assistant):
+    j = tiny_assistant.ask("gv top up").to_json()
+    assert {"question", "language", "provider", "answered", "hits", "answer"} <= set(j)
+    assert len(j["hits"]) >= 3
+    assert set(j["hits"][0]) >= {"chunk_id", "provider", "topic", "score", "title", "text"}

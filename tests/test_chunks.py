@@ -1,0 +1,32 @@
+"""Chunks: ids come from content, so they are stable across runs and change with the text."""
+
+from retrieval.chunks import make_chunks, make_keys
+from retrieval.knowledge import load_knowledge
+
+
+def test_one_chunk_per_entry_and_language(tiny_kb):
+    chunks = make_chunks(tiny_kb)
+    assert len(chunks) == 2 * len(tiny_kb.entries)
+    assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_ids_stable_across_loads(kb_dir):
+    first = [c.id for c in make_chunks(load_knowledge(kb_dir))]
+    second = [c.id for c in make_chunks(load_knowledge(kb_dir))]
+    assert first == second
+
+
+def test_id_changes_only_for_the_edited_entry(kb_dir):
+    before = {(c.entry_id, c.language): c.id for c in make_chunks(load_knowledge(kb_dir))}
+    path = kb_dir / "tello.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("ADD10PAYG 到 800", "ADD20PAYG 到 800"),
+                    encoding="utf-8")
+    after = {(c.entry_id, c.language): c.id for c in make_chunks(load_knowledge(kb_dir))}
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {("tello-topup", "zh")}
+
+
+def test_keys_cover_questions_titles_and_answers(tiny_kb):
+    keys = [k for k in make_keys(tiny_kb) if k.entry_id == "gv-topup"]
+    assert {k.kind for k in keys} == {"question", "title", "answer"}
+    assert {"GV怎么充值", "gv top up"} <= {k.text for k in keys}

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from retrieval.embedder import HashingEmbedder
-from retrieval.index import (CURRENT, IndexStoreError, VectorIndex, build_index, load_index, load_or_build,
-                             save_index)
+from retrieval.index import CURRENT, IndexStoreError, VectorIndex, build_index, load_index, load_or_build, save_index
 from retrieval.knowledge import load_knowledge
 
 

@@ -124,6 +124,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--worst", type=int, default=15)
     ev.add_argument("--json", default=None, help="also write the numbers to this file")
+    ev.add_argument("--calibrate", action="store_true", help="grid-search the decline thresholds first")
     bench = sub.add_parser("bench", help="measure speed and memory; write a Markdown report")
     bench.add_argument("--out", default="bench", help="folder for report.md and the plot")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")

@@ -34,7 +34,7 @@ class SentenceTransformerEmbedder:
         except Exception as exc:  # the library raises many kinds; the user needs one message
             raise ModelError(f"cannot load the embedding model {path!r}: {exc}") from exc
         self.name = name or path
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.dim = int(self.model.get_embedding_dimension())
         self.batch_size = batch_size
         prompts = getattr(self.model, "prompts", {}) or {}
         self._query_prompt = "query" if "query" in prompts else None

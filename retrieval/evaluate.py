@@ -1,0 +1,231 @@
+"""Evaluation: score the assistant and the baselines on the development question set."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import yaml
+
+from .answer import Answer, Kind
+from .assistant import Assistant, DecisionConfig
+from .settings import ROOT, Settings
+
+DEV_SET = ROOT / "eval" / "dev_set.yaml"
+OUT_OF_SCOPE, ASK_PROVIDER = "out_of_scope", "ask_provider"
+
+
+@dataclass(frozen=True)
+class DevQuestion:
+    q: str
+    lang: str
+    kind: str
+    expect: tuple[str, ...] | str  # acceptable "provider/topic" labels, or OUT_OF_SCOPE / ASK_PROVIDER
+    context: str | None = None
+
+    @property
+    def in_scope(self) -> bool:
+        return self.expect != OUT_OF_SCOPE
+
+    @property
+    def provider(self) -> str:
+        if isinstance(self.expect, str):
+            return self.expect
+        return self.expect[0].split("/")[0]
+
+
+def load_dev_set(path: Path = DEV_SET) -> list[DevQuestion]:
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    out = []
+    for i, item in enumerate(doc["questions"]):
+        expect = item["expect"]
+        if not (expect in (OUT_OF_SCOPE, ASK_PROVIDER) or (isinstance(expect, list) and expect)):
+            raise ValueError(f"{path}: question {i} ({item.get('q')!r}): expect must be a list of "
+                             f"provider/topic labels, {OUT_OF_SCOPE!r} or {ASK_PROVIDER!r}")
+        out.append(DevQuestion(str(item["q"]), item["lang"], item["kind"],
+                               tuple(expect) if isinstance(expect, list) else expect, item.get("context")))
+    return out
+
+
+class CachingEmbedder:
+    """Remembers query vectors, so re-deciding with other thresholds costs no model time."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.cache: dict[str, np.ndarray] = {}
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in texts if t not in self.cache]
+        if missing:
+            for t, v in zip(missing, self.inner.embed_queries(missing), strict=True):
+                self.cache[t] = v
+        return np.stack([self.cache[t] for t in texts])
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        return self.inner.embed_passages(texts)
+
+
+@dataclass
+class Outcome:
+    question: DevQuestion
+    answer: Answer
+    labels: list[str]  # what the assistant offered, best first ("provider/topic")
+
+    @property
+    def declined(self) -> bool:
+        return self.answer.kind in (Kind.DECLINE, Kind.EMPTY)
+
+    @property
+    def rank(self) -> int | None:
+        """1-based rank of the first acceptable answer, None when none was offered."""
+        q = self.question
+        if q.expect == ASK_PROVIDER:
+            return 1 if self.answer.kind is Kind.ASK_PROVIDER else None
+        if not q.in_scope or self.declined or self.answer.kind is Kind.ASK_PROVIDER:
+            return None
+        return next((n for n, label in enumerate(self.labels, 1) if label in q.expect), None)
+
+
+def offered_labels(assistant: Assistant, answer: Answer) -> list[str]:
+    """The assistant's first answer, then the rest of its hits (or its choices, when it asked)."""
+    ids = [c.entry_id for c in answer.choices if c.entry_id] if answer.kind is Kind.CLARIFY else []
+    ids += [answer.entry_id] if answer.entry_id else []
+    ids += [h.entry_id for h in answer.hits]
+    labels = []
+    for entry_id in dict.fromkeys(ids):
+        e = assistant.kb.by_id[entry_id]
+        labels.append(f"{e.provider}/{e.topic}")
+    return list(dict.fromkeys(labels))
+
+
+def run(assistant: Assistant, questions: list[DevQuestion]) -> list[Outcome]:
+    outcomes = []
+    for q in questions:
+        answer = assistant.ask(q.q, provider=q.context)
+        outcomes.append(Outcome(q, answer, offered_labels(assistant, answer)))
+    return outcomes
+
+
+def metrics(outcomes: list[Outcome]) -> dict[str, float]:
+    """top-1, top-3 and MRR over in-scope questions; decline rates on each side."""
+    inside = [o for o in outcomes if o.question.in_scope]
+    outside = [o for o in outcomes if not o.question.in_scope]
+    ranks = [o.rank for o in inside]
+    def share(xs: list) -> float:
+        return float(np.mean(xs)) if xs else float("nan")
+
+    return {
+        "n": len(outcomes), "in_scope": len(inside), "out_of_scope": len(outside),
+        "top1": share([r == 1 for r in ranks]), "top3": share([r is not None and r <= 3 for r in ranks]),
+        "mrr": share([1 / r if r else 0.0 for r in ranks]),
+        "oos_declined": share([o.declined for o in outside]),
+        "in_scope_declined": share([o.declined for o in inside]),
+    }
+
+
+def breakdown(outcomes: list[Outcome], key) -> dict[str, dict[str, float]]:
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        groups[key(o.question)].append(o)
+    return {k: metrics(v) for k, v in sorted(groups.items())}
+
+
+def score_baseline(baseline, kb, questions: list[DevQuestion]) -> dict[str, float]:
+    """Baselines only rank; they are scored on the questions labelled with entries."""
+    labelled = [q for q in questions if isinstance(q.expect, tuple)]
+    ranks = []
+    for q in labelled:
+        labels = list(dict.fromkeys(f"{kb.by_id[i].provider}/{kb.by_id[i].topic}" for i in baseline.rank(q.q)))
+        ranks.append(next((n for n, label in enumerate(labels, 1) if label in q.expect), None))
+    return {"n": len(labelled), "top1": float(np.mean([r == 1 for r in ranks])),
+            "top3": float(np.mean([r is not None and r <= 3 for r in ranks])),
+            "mrr": float(np.mean([1 / r if r else 0.0 for r in ranks]))}
+
+
+def labelled_only(outcomes: list[Outcome]) -> dict[str, float]:
+    """The assistant on exactly the baselines' questions, for a like-for-like comparison."""
+    return metrics([o for o in outcomes if isinstance(o.question.expect, tuple)])
+
+
+def calibrate(assistant: Assistant, questions: list[DevQuestion], out: TextIO) -> DecisionConfig:
+    """Grid-search the decline thresholds: most top-1 with >=90% out-of-scope and <=3% in-scope declined."""
+    best, best_key = assistant.decision, None
+    original = assistant.decision
+    for zh in np.arange(0.80, 0.92, 0.005):
+        for en in np.arange(0.78, 0.92, 0.005):
+            assistant.decision = dataclasses.replace(original, min_dense={"zh": float(zh), "en": float(en)})
+            m = metrics(run(assistant, questions))
+            feasible = m["oos_declined"] >= 0.90 and m["in_scope_declined"] <= 0.03
+            key = (feasible, m["top1"] + m["oos_declined"] - 2 * m["in_scope_declined"])
+            if best_key is None or key > best_key:
+                best, best_key = assistant.decision, key
+    assistant.decision = original
+    print(f"calibrated: min_dense={ {k: round(v, 3) for k, v in best.min_dense.items()} } "
+          f"(feasible={best_key[0]})", file=out)
+    return best
+
+
+def _row(name: str, m: dict[str, float]) -> str:
+    def pct(key: str) -> str:
+        return f"{m[key]:.3f}" if key in m and m[key] == m[key] else "  -  "
+    return (f"| {name} | {m.get('n', 0)} | {pct('top1')} | {pct('top3')} | {pct('mrr')} | "
+            f"{pct('oos_declined')} | {pct('in_scope_declined')} |")
+
+
+HEADER = ("| set | n | top-1 | top-3 | MRR | out-of-scope declined | in-scope declined |\n"
+          "|---|---|---|---|---|---|---|")
+
+
+def report(assistant: Assistant, questions: list[DevQuestion], outcomes: list[Outcome], baselines: list,
+           worst: int) -> tuple[str, dict]:
+    overall = metrics(outcomes)
+    lines = ["## Development set", "", HEADER, _row("all", overall), "", "### By language", "", HEADER]
+    lines += [_row(k, m) for k, m in breakdown(outcomes, lambda q: q.lang).items()]
+    lines += ["", "### By kind of question", "", HEADER]
+    lines += [_row(k, m) for k, m in breakdown(outcomes, lambda q: q.kind).items()]
+    lines += ["", "### By provider (first expected label)", "", HEADER]
+    lines += [_row(k, m) for k, m in breakdown(outcomes, lambda q: q.provider).items()]
+    results = {"overall": overall, "baselines": {}}
+    if baselines:
+        ours = labelled_only(outcomes)
+        lines += ["", "### Against the baselines (questions labelled with entries)", "",
+                  "| system | n | top-1 | top-3 | MRR |", "|---|---|---|---|---|",
+                  f"| this assistant | {ours['n']} | {ours['top1']:.3f} | {ours['top3']:.3f} | {ours['mrr']:.3f} |"]
+        for b in baselines:
+            m = score_baseline(b, assistant.kb, questions)
+            results["baselines"][b.name] = m
+            lines.append(f"| {b.name} | {m['n']} | {m['top1']:.3f} | {m['top3']:.3f} | {m['mrr']:.3f} |")
+        results["labelled"] = ours
+    misses = [o for o in outcomes if o.rank != 1]
+    lines += ["", f"### Worst misses ({len(misses)} in all; first {worst})", ""]
+    for o in misses[:worst]:
+        q, a = o.question, o.answer
+        got = a.kind.value if a.kind is not Kind.ANSWER else (o.labels[0] if o.labels else "-")
+        top = a.hits[0].score if a.hits else float("nan")
+        lines.append(f"- `{q.q}` (context {q.context}) expected {q.expect}, got {got} (best cosine {top:.3f})")
+    return "\n".join(lines), results
+
+
+def cmd_eval(args, settings: Settings, out: TextIO) -> int:
+    from .loading import load_assistant, make_embedder
+
+    questions = load_dev_set(Path(args.set) if args.set else DEV_SET)
+    embedder = CachingEmbedder(make_embedder(settings))
+    assistant = load_assistant(settings, embedder=embedder)
+    if getattr(args, "calibrate", False):
+        assistant.decision = calibrate(assistant, questions, out)
+    baselines = []
+    if not args.no_baselines:
+        from .baselines import build_baselines
+        baselines = build_baselines(assistant.kb)
+    outcomes = run(assistant, questions)
+    text, results = report(assistant, questions, outcomes, baselines, args.worst)
+    print(text, file=out)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    return 0

@@ -42,6 +42,7 @@ state.setdefault("pending", None)     # a question or choice waiting to be answe
 state.setdefault("provider", None)
 state.setdefault("language", "auto")
 state.setdefault("next_id", 0)
+NO_PROVIDER = "— 未选择 / none —"
 
 
 def ui_language() -> str:
@@ -86,24 +87,11 @@ def new_conversation() -> None:
     state.pop("provider_picker", None)
 
 
-def pick_provider() -> None:
-    state.provider = state.provider_picker
+def pick_provider(names: dict[str, str]) -> None:
+    state.provider = names.get(state.provider_picker)
 
 
-# -- sidebar ----------------------------------------------------------------------------------
-with st.sidebar:
-    st.radio("语言 / Language", ["auto", "zh", "en"], key="language", horizontal=True,
-             format_func={"auto": "自动 Auto", "zh": "中文", "en": "English"}.get)
-    providers = [p for p in kb.providers if p != "general"]
-    if state.get("provider_picker") != state.provider:
-        state.provider_picker = state.provider
-    st.selectbox("运营商 / Provider", [None, *providers], key="provider_picker", on_change=pick_provider,
-                 format_func=lambda p: "—" if p is None else kb.providers[p].name[ui_language()])
-    st.button("🆕 新对话 / New conversation", on_click=new_conversation, use_container_width=True)
-    st.caption("答案全部来自核对过的知识库，不是 AI 生成。Answers come word for word from a checked "
-               "knowledge base, never generated.")
-
-# -- answering --------------------------------------------------------------------------------
+# -- answering (before the sidebar, so it shows the provider just recognised) --------------
 if prompt := st.chat_input("输入你的问题… Ask a question…"):
     ask(prompt)
 
@@ -125,6 +113,21 @@ if state.pending:
         topic=top.topic if top and answer.entry_id else None, answered=answer.kind is Kind.ANSWER,
         score=top.score if top else None)
     state.messages.append({"id": new_id(), "role": "assistant", "answer": answer, "interaction": interaction})
+
+# -- sidebar ----------------------------------------------------------------------------------
+with st.sidebar:
+    st.radio("语言 / Language", ["auto", "zh", "en"], key="language", horizontal=True,
+             format_func={"auto": "自动 Auto", "zh": "中文", "en": "English"}.get)
+    # Brand names as options: they read the same in both languages and survive a language switch.
+    names = {kb.providers[p].name["en"]: p for p in kb.providers if p != "general"}
+    label_of = {p: name for name, p in names.items()}
+    if state.get("provider_picker") != label_of.get(state.provider, NO_PROVIDER):
+        state.provider_picker = label_of.get(state.provider, NO_PROVIDER)
+    st.selectbox("运营商 / Provider", [NO_PROVIDER, *names], key="provider_picker", on_change=pick_provider,
+                 args=(names,))
+    st.button("🆕 新对话 / New conversation", on_click=new_conversation, use_container_width=True)
+    st.caption("答案全部来自核对过的知识库，不是 AI 生成。Answers come word for word from a checked "
+               "knowledge base, never generated.")
 
 # -- the conversation -------------------------------------------------------------------------
 st.title("📱 美国手机号充值助手")

@@ -141,15 +141,26 @@ if not state.messages:
         st.button(question, key=f"starter-{n}", on_click=ask, args=(question,))
 
 
+SHOWN_CHOICES = 6  # the likeliest providers; the rest fold away
+
+
+def choice_buttons(choices, key: str) -> None:
+    columns = st.columns(3)
+    for n, choice in enumerate(choices):
+        columns[n % 3].button(choice.label, key=f"{key}-{n}", on_click=ask, use_container_width=True,
+                              args=(choice.question, choice.provider, choice.entry_id))
+
+
 def render_answer(message: dict) -> None:
     answer, mid = message["answer"], message["id"]
     for notice in answer.notices:
         st.warning(notice)
     st.markdown(answer.markdown)
-    for n, choice in enumerate(answer.choices):
-        st.button(choice.label, key=f"choice-{mid}-{n}", on_click=ask,
-                  args=(choice.question, choice.provider, choice.entry_id))
-    if answer.kind is Kind.ANSWER and answer.entry_id and can_walk(kb, answer.entry_id):
+    choice_buttons(answer.choices[:SHOWN_CHOICES], f"choice-{mid}")
+    if len(answer.choices) > SHOWN_CHOICES:
+        with st.expander(kb.message("more_choices", answer.language)):
+            choice_buttons(answer.choices[SHOWN_CHOICES:], f"more-{mid}")
+    if answer.entry_id and answer.has_steps and can_walk(kb, answer.entry_id):
         st.button(f"👣 {kb.message('walk_me', answer.language)}", key=f"walk-{mid}", type="primary",
                   on_click=start_walk, args=(answer.entry_id, answer.language))
     if answer.related:

@@ -67,7 +67,7 @@ class Assistant:
         provider = named or provider
         if not (HAN.search(text) or LATIN.search(text)):  # "？？？", emoji, digits alone
             return self._decline(provider, [], base)
-        candidates = self.ranker.rank(text)
+        candidates = self.ranker.rank(self.finder.strip(text))
         if self._out_of_scope(candidates[0], lang, named is not None):
             return self._decline(provider, candidates, base)
         if provider is None:
@@ -168,13 +168,16 @@ class Assistant:
         for pid in self.kb.providers:  # the rest, so every provider can be picked
             if pid != "general" and pid not in likely:
                 likely.append(pid)
-        choices = [Choice(self.kb.providers[p].name[lang], base["question"], p) for p in likely]
+        choices = tuple(Choice(self.kb.providers[p].name[lang], base["question"], p) for p in likely)
         general_on_topic = [c for c in general if c.topic == topic]
         first = general_on_topic[0].entry_id if general_on_topic else None
-        if first:
-            choices.append(Choice(self.kb.by_id[first].title[lang], base["question"], None, first))
-        return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=self.kb.message("ask_provider", lang),
+        markdown = self.kb.message("ask_provider", lang)
+        if first:  # general advice now; the exact steps once they say which provider
+            chunk = self.chunks[(first, lang)]
+            markdown += f"\n\n{self.kb.message('meanwhile_general', lang)}\n\n{render_chunk(self.kb, chunk, lang)}"
+        return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown, entry_id=first,
                       hits=self._hits(general_on_topic + candidates, lang, first), choices=tuple(choices),
+                      has_steps=bool(first and self.chunks[(first, lang)].steps),
                       extra={"topic": topic, "likely": likely[:5]}, **base)
 
     def _decline(self, provider: str | None, candidates: list[Candidate], base: dict) -> Answer:

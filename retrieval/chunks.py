@@ -63,11 +63,16 @@ def make_chunks(kb: KnowledgeBase) -> list[Chunk]:
     return [entry_chunk(e, lang) for e in kb.entries for lang in LANGUAGES]
 
 
-def make_keys(kb: KnowledgeBase) -> list[Key]:
+def make_keys(kb: KnowledgeBase, strip_providers: bool = True) -> list[Key]:
+    """Phrasings and titles with provider names taken out (the provider is recognised separately,
+    so what is left is matched on what is asked), and answers as written."""
+    from .providers import ProviderFinder
+
+    strip = ProviderFinder(kb).strip if strip_providers else (lambda text: text)
     keys = []
     for e in kb.entries:
         for lang in LANGUAGES:
-            keys += [Key(e.id, "question", lang, q) for q in dict.fromkeys(e.questions[lang])]
-            keys.append(Key(e.id, "title", lang, e.title[lang]))
+            phrasings = dict.fromkeys(strip(q) for q in (*e.questions[lang], e.title[lang]))
+            keys += [Key(e.id, "question", lang, q) for q in phrasings]
             keys.append(Key(e.id, "answer", lang, e.answer[lang]))
     return keys

@@ -86,7 +86,7 @@ class Outcome:
         q = self.question
         if q.expect == ASK_PROVIDER:
             return 1 if self.answer.kind is Kind.ASK_PROVIDER else None
-        if not q.in_scope or self.declined or self.answer.kind is Kind.ASK_PROVIDER:
+        if not q.in_scope or self.declined:
             return None
         return next((n for n, label in enumerate(self.labels, 1) if label in q.expect), None)
 

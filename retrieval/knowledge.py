@@ -372,4 +372,6 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         raise KnowledgeError(errors.items)
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
                          topics=topics, entries=tuple(entries), messages=messages,
-                         required=required, digest=_digest(paths), provider_ids=tuple(known))
+                         required=required, provider_ids=tuple(known),
+                         # the assistant's own sentences are not indexed: editing them rebuilds nothing
+                         digest=_digest([p for p in paths if p.name != MESSAGES_FILE]))

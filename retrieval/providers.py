@@ -10,7 +10,8 @@ from rapidfuzz.distance import OSA
 from .knowledge import KnowledgeBase
 from .text import AMPERSAND, HAN, normalise
 
-ASCII_WORD = re.compile(r"[a-z0-9]+")
+# An ASCII word; "at&t" and "at & t" are one word.
+ASCII_WORD = re.compile(r"[a-z0-9]+(?:\s*&\s*[a-z0-9]+)*")
 MAX_WINDOW = 4  # "at and t" is the longest alias in words
 
 
@@ -20,7 +21,7 @@ def compact(text: str) -> str:
 
 
 def _allowed_typos(alias: str) -> int:
-    """Edits (a swap counts as one) still read as the alias: none for short names."""
+    """Edits (a swap counts as one) still read as the alias: none for short names, which collide with words."""
     if len(alias) >= 9:
         return 2
     return 1 if len(alias) >= 6 else 0
@@ -30,7 +31,8 @@ def _allowed_typos(alias: str) -> int:
 class ProviderMatch:
     provider: str
     alias: str
-    position: int
+    start: int  # span in normalise(question)
+    end: int
     exact: bool
 
 
@@ -50,36 +52,54 @@ class ProviderFinder:
                 else:
                     self.ascii.setdefault(key, provider.id)
         self.han.sort(key=lambda item: -len(item[0]))
+        self.fuzzy = [(a, p, _allowed_typos(a)) for a, p in self.ascii.items() if _allowed_typos(a)]
 
-    def find_all(self, question: str) -> list[ProviderMatch]:
-        matches: dict[str, ProviderMatch] = {}
-
-        def keep(m: ProviderMatch) -> None:
-            old = matches.get(m.provider)
-            if old is None or (m.exact, len(m.alias), -m.position) > (old.exact, len(old.alias), -old.position):
-                matches[m.provider] = m
-
-        text = compact(question)
+    def _han_matches(self, norm: str) -> list[ProviderMatch]:
+        """Chinese (or mixed) aliases, found in the text with spaces and punctuation ignored."""
+        positions = [i for i, ch in enumerate(norm) if ch.isalnum()]
+        squeezed = "".join(norm[i] for i in positions)
+        found = []
         for key, provider in self.han:
-            at = text.find(key)
-            if at >= 0:
-                keep(ProviderMatch(provider, key, at, True))
-        words = [(m.group(), m.start()) for m in ASCII_WORD.finditer(AMPERSAND.sub("", normalise(question)))]
+            at = squeezed.find(key)
+            while at >= 0:
+                found.append(ProviderMatch(provider, key, positions[at], positions[at + len(key) - 1] + 1, True))
+                at = squeezed.find(key, at + 1)
+        return found
+
+    def _ascii_matches(self, norm: str) -> list[ProviderMatch]:
+        """Latin aliases as whole runs of 1-4 words, exactly or with a small typo."""
+        words = [(re.sub(r"[\s&]", "", m.group()), m.start(), m.end()) for m in ASCII_WORD.finditer(norm)]
+        found = []
         for i in range(len(words)):
             for j in range(i + 1, min(i + MAX_WINDOW, len(words)) + 1):
-                window = "".join(w for w, _ in words[i:j])
+                window = "".join(w for w, _, _ in words[i:j])
+                start, end = words[i][1], words[j - 1][2]
                 provider = self.ascii.get(window)
                 if provider:
-                    keep(ProviderMatch(provider, window, words[i][1], True))
+                    found.append(ProviderMatch(provider, window, start, end, True))
                     continue
-                for alias, provider in self.ascii.items():
-                    limit = _allowed_typos(alias)
-                    if limit and abs(len(alias) - len(window)) <= limit and \
+                for alias, provider, limit in self.fuzzy:
+                    if abs(len(alias) - len(window)) <= limit and \
                             OSA.distance(alias, window, score_cutoff=limit) <= limit:
-                        keep(ProviderMatch(provider, alias, words[i][1], False))
-        return sorted(matches.values(), key=lambda m: (not m.exact, m.position))
+                        found.append(ProviderMatch(provider, alias, start, end, False))
+        return found
+
+    def find_all(self, question: str) -> list[ProviderMatch]:
+        """Every mention, best first: exact before near-miss, then longer, then earlier."""
+        norm = normalise(question)
+        found = self._han_matches(norm) + self._ascii_matches(norm)
+        return sorted(found, key=lambda m: (not m.exact, m.start, -(m.end - m.start)))
 
     def find(self, question: str) -> str | None:
         """The provider the question is about: the first one named, exact names before near-misses."""
         found = self.find_all(question)
         return found[0].provider if found else None
+
+    def strip(self, question: str) -> str:
+        """The question with every provider name taken out, so what is left says what is asked."""
+        norm = normalise(question)
+        keep = [True] * len(norm)
+        for m in self.find_all(question):
+            keep[m.start:m.end] = [False] * (m.end - m.start)
+        stripped = " ".join("".join(ch for ch, k in zip(norm, keep, strict=True) if k).split())
+        return stripped or norm

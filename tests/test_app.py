@@ -80,8 +80,7 @@ def test_walkthrough_with_side_question(app):
 
 
 def test_step_failed_shows_help(app):
-    ask(app, "怎么充值")
-    click(app, "通用")  # ask back: choose the general guide
+    ask(app, "怎么充值")  # asks which provider, and shows the general steps meanwhile
     click(app, "一步步带我做")
     click(app, "完成，下一步")
     click(app, "这一步不行")

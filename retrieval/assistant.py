@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .answer import Answer, Choice, Hit, Kind, render_chunk
 from .chunks import Chunk
@@ -10,7 +10,7 @@ from .embedder import Embedder
 from .index import SearchIndex
 from .knowledge import KnowledgeBase
 from .providers import ProviderFinder
-from .ranking import Candidate, Ranker, RankingConfig
+from .ranking import Candidate, Ranker, RankingConfig, Vocabulary
 from .safety import mask_secrets
 from .text import HAN, LATIN, language_of
 
@@ -21,15 +21,21 @@ FOLLOW_UP_TOPICS = ("topup_steps", "payment_failed", "auto_topup", "expiry", "am
 
 @dataclass(frozen=True)
 class DecisionConfig:
-    """When to decline and when to ask which entry was meant; calibrated on the development set."""
+    """When to decline and when to ask which entry was meant; calibrated on the development set
+    (`python -m retrieval eval --calibrate`; the README has the numbers)."""
 
-    # Decline when the best phrasing's cosine is below this (per answer language)...
-    min_dense: dict[str, float] = field(default_factory=lambda: {"zh": 0.86, "en": 0.84})
-    # ...unless the question names a provider or shares words with the entry, which lowers the bar.
-    provider_bonus: float = 0.02
-    lexical_bonus: float = 0.02
-    # Offer two entries when their best cosines are this close and their topics differ.
-    clarify_margin: float = 0.004
+    # Decline a question whose best phrasing is less similar than this...
+    min_dense: float = 0.90
+    # ...a lower bar once a provider is known (named, or chosen earlier in the conversation)...
+    known_provider_bonus: float = 0.06
+    # ...and, with no provider known, when a question we decline is nearly as close as our best phrasing,
+    min_margin_off_topic: float = 0.04
+    # or when under this share of its words appear anywhere in the knowledge base.
+    min_coverage: float = 0.45
+    # With a provider known, its own entries are preferred to general advice by this much.
+    own_provider_bonus: float = 0.02
+    # Offer two entries when their scores are this close and their topics differ.
+    clarify_margin: float = 0.01
     hits: int = 5
 
 
@@ -42,6 +48,7 @@ class Assistant:
         self.kb, self.index, self.embedder = kb, index, embedder
         self.ranker = Ranker(kb, index, embedder, ranking)
         self.finder = ProviderFinder(kb)
+        self.vocabulary = Vocabulary(kb)
         self.decision = decision
         self.max_chars = max_question_chars
         self.chunks: dict[tuple[str, str], Chunk] = {(c.entry_id, c.language): c for c in index.chunks}
@@ -67,8 +74,9 @@ class Assistant:
         provider = named or provider
         if not (HAN.search(text) or LATIN.search(text)):  # "？？？", emoji, digits alone
             return self._decline(provider, [], base)
-        candidates = self.ranker.rank(self.finder.strip(text))
-        if self._out_of_scope(candidates[0], lang, named is not None):
+        ranking = self.ranker.rank(self.finder.strip(text))
+        candidates = ranking.candidates
+        if self._out_of_scope(text, candidates[0], ranking.off_topic, provider is not None):
             return self._decline(provider, candidates, base)
         if provider is None:
             return self._without_provider(candidates, base)
@@ -81,23 +89,27 @@ class Assistant:
         return self._answer(entry_id, entry.provider, [], base)
 
     # -- decisions --------------------------------------------------------------------------
-    def _out_of_scope(self, top: Candidate, language: str, named: bool) -> bool:
+    def _out_of_scope(self, text: str, top: Candidate, off_topic: float, provider_known: bool) -> bool:
         d = self.decision
-        bar = (d.min_dense[language] - (d.provider_bonus if named else 0.0)
-               - (d.lexical_bonus if top.lexical > 0 else 0.0))
-        return top.dense < bar
+        if provider_known:
+            return top.dense < d.min_dense - d.known_provider_bonus
+        return (top.dense < d.min_dense or top.dense - off_topic < d.min_margin_off_topic
+                or self.vocabulary.coverage(text) < d.min_coverage)
 
     def _allowed(self, candidates: list[Candidate], provider: str) -> list[Candidate]:
-        """The provider's own entries, and general ones on topics it does not cover (safety always)."""
-        covered = {e.topic for e in self.kb.entries_for(provider)} - {"safety"}
-        return [c for c in candidates
-                if c.provider == provider or (c.provider == "general" and c.topic not in covered)]
+        """The provider's own entries, and general ones on topics it does not cover; its own come first
+        unless a general one is clearly better."""
+        covered = {e.topic for e in self.kb.entries_for(provider)}
+        allowed = [c for c in candidates
+                   if c.provider == provider or (c.provider == "general" and c.topic not in covered)]
+        bonus = self.decision.own_provider_bonus
+        return sorted(allowed, key=lambda c: -(c.fused + (bonus if c.provider == provider else 0.0)))
 
     def _with_provider(self, candidates: list[Candidate], provider: str, base: dict) -> Answer:
         allowed = self._allowed(candidates, provider)
         first = allowed[0]
         second = allowed[1] if len(allowed) > 1 else None
-        if second and first.topic != second.topic and first.dense - second.dense < self.decision.clarify_margin:
+        if second and first.topic != second.topic and first.fused - second.fused < self.decision.clarify_margin:
             return self._clarify([first, second], provider, allowed, base)
         return self._answer(first.entry_id, provider, allowed, base)
 

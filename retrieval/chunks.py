@@ -37,8 +37,8 @@ class Chunk:
 class Key:
     """One searchable text of an entry: a phrasing users ask, its title, or its answer."""
 
-    entry_id: str
-    kind: str  # question | title | answer
+    entry_id: str  # "" for off_topic
+    kind: str  # question (a phrasing or title, provider names taken out) | answer | off_topic
     language: str
     text: str
 
@@ -75,4 +75,6 @@ def make_keys(kb: KnowledgeBase, strip_providers: bool = True) -> list[Key]:
             phrasings = dict.fromkeys(strip(q) for q in (*e.questions[lang], e.title[lang]))
             keys += [Key(e.id, "question", lang, q) for q in phrasings]
             keys.append(Key(e.id, "answer", lang, e.answer[lang]))
+    for lang, texts in kb.off_topic.items():
+        keys += [Key("", "off_topic", lang, t) for t in texts]
     return keys

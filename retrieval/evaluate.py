@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -153,20 +154,23 @@ def labelled_only(outcomes: list[Outcome]) -> dict[str, float]:
 
 
 def calibrate(assistant: Assistant, questions: list[DevQuestion], out: TextIO) -> DecisionConfig:
-    """Grid-search the decline thresholds: most top-1 with >=90% out-of-scope and <=3% in-scope declined."""
-    best, best_key = assistant.decision, None
-    original = assistant.decision
-    for zh in np.arange(0.80, 0.92, 0.005):
-        for en in np.arange(0.78, 0.92, 0.005):
-            assistant.decision = dataclasses.replace(original, min_dense={"zh": float(zh), "en": float(en)})
-            m = metrics(run(assistant, questions))
-            feasible = m["oos_declined"] >= 0.90 and m["in_scope_declined"] <= 0.03
-            key = (feasible, m["top1"] + m["oos_declined"] - 2 * m["in_scope_declined"])
-            if best_key is None or key > best_key:
-                best, best_key = assistant.decision, key
+    """Grid-search the decline thresholds: most out-of-scope declined with <= 3% of in-scope declined."""
+    original, best, best_key = assistant.decision, assistant.decision, None
+    grid = itertools.product(np.arange(0.84, 0.93, 0.01), np.arange(0.0, 0.09, 0.03),
+                             np.arange(0.0, 0.07, 0.01), np.arange(0.0, 0.55, 0.05))
+    for min_dense, bonus, margin, coverage in grid:
+        assistant.decision = dataclasses.replace(
+            original, min_dense=float(min_dense), known_provider_bonus=float(bonus),
+            min_margin_off_topic=float(margin), min_coverage=float(coverage))
+        m = metrics(run(assistant, questions))
+        key = (m["oos_declined"] >= 0.90 and m["in_scope_declined"] <= 0.03,
+               m["oos_declined"] - 3 * m["in_scope_declined"] + m["top1"])
+        if best_key is None or key > best_key:
+            best, best_key = assistant.decision, key
     assistant.decision = original
-    print(f"calibrated: min_dense={ {k: round(v, 3) for k, v in best.min_dense.items()} } "
-          f"(feasible={best_key[0]})", file=out)
+    print(f"calibrated (targets met: {best_key[0]}): min_dense={best.min_dense:.2f} "
+          f"known_provider_bonus={best.known_provider_bonus:.2f} "
+          f"min_margin_off_topic={best.min_margin_off_topic:.2f} min_coverage={best.min_coverage:.2f}", file=out)
     return best
 
 
@@ -201,7 +205,7 @@ def report(assistant: Assistant, questions: list[DevQuestion], outcomes: list[Ou
             results["baselines"][b.name] = m
             lines.append(f"| {b.name} | {m['n']} | {m['top1']:.3f} | {m['top3']:.3f} | {m['mrr']:.3f} |")
         results["labelled"] = ours
-    misses = [o for o in outcomes if o.rank != 1]
+    misses = [o for o in outcomes if o.rank != 1 and (o.question.in_scope or not o.declined)]
     lines += ["", f"### Worst misses ({len(misses)} in all; first {worst})", ""]
     for o in misses[:worst]:
         q, a = o.question, o.answer

@@ -19,7 +19,7 @@ from .chunks import Chunk, Key, make_chunks, make_keys
 from .embedder import Embedder
 from .knowledge import KnowledgeBase
 
-FORMAT = 2  # 2: phrasings stored without provider names
+FORMAT = 3  # 2: phrasings stored without provider names; 3: off-topic questions
 CURRENT = "CURRENT"
 PREFIX = "idx-"          # a finished index folder
 BUILDING = ".building-"  # a folder being written

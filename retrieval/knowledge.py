@@ -15,6 +15,8 @@ import yaml
 LANGUAGES = ("zh", "en")
 CATALOG_FILE = "catalog.yaml"
 MESSAGES_FILE = "messages.yaml"
+OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
+SPECIAL_FILES = (CATALOG_FILE, MESSAGES_FILE, OUT_OF_SCOPE_FILE)
 PROVIDER_KINDS = ("general", "virtual_number", "retired_voip", "business_phone", "carrier_prepaid", "mvno_prepaid")
 PROVIDER_STATUSES = ("active", "retired")
 ENTRY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -86,6 +88,8 @@ class KnowledgeBase:
     required: dict[str, tuple[str, ...]]
     digest: str
     provider_ids: tuple[str, ...] = ()  # every provider of the contract, with or without a guide yet
+    off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)  # questions to decline, per language
+    name_suffixes: tuple[str, ...] = ()  # words read as part of a provider's name ("预付卡" in "Verizon预付卡")
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -189,7 +193,8 @@ def _read_catalog(doc: Any, r: _Reader) -> tuple[list[str], dict[str, Topic], di
     providers: list[str] = []
     topics: dict[str, Topic] = {}
     required: dict[str, tuple[str, ...]] = {}
-    if r.mapping(doc, "-", "", {"providers", "topics", "required_topics"}, {"providers", "topics"}) is None:
+    allowed = {"providers", "topics", "required_topics", "name_suffixes"}
+    if r.mapping(doc, "-", "", allowed, {"providers", "topics"}) is None:
         return providers, topics, required
     providers = list(r.text_list(doc.get("providers"), "-", "providers"))
     for i, t in enumerate(doc.get("topics") or []):
@@ -217,6 +222,12 @@ def _read_messages(doc: Any, r: _Reader) -> dict[str, dict[str, str]]:
         return {}
     return {key: r.per_language(value, key, "text", lambda v, f, k=key: r.text(v, k, f))
             for key, value in doc["messages"].items()}
+
+
+def _read_off_topic(doc: Any, r: _Reader) -> dict[str, tuple[str, ...]]:
+    if r.mapping(doc, "-", "", {"out_of_scope"}, {"out_of_scope"}) is None:
+        return {}
+    return r.per_language(doc["out_of_scope"], "-", "out_of_scope", lambda v, f: r.text_list(v, "-", f))
 
 
 PROVIDER_KEYS = {"id", "name", "kind", "status", "aliases", "support_url"}
@@ -332,12 +343,17 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         raise KnowledgeError(errors.items)
     docs = {p.name: _load_yaml(p, errors) for p in paths}
     known, topics, required = _read_catalog(docs[CATALOG_FILE], _Reader(errors, CATALOG_FILE))
+    catalog = docs[CATALOG_FILE] if isinstance(docs[CATALOG_FILE], dict) else {}
+    suffixes = _Reader(errors, CATALOG_FILE).text_list(catalog["name_suffixes"], "-", "name_suffixes") \
+        if "name_suffixes" in catalog else ()
     messages = _read_messages(docs[MESSAGES_FILE], _Reader(errors, MESSAGES_FILE))
+    off_topic = _read_off_topic(docs[OUT_OF_SCOPE_FILE], _Reader(errors, OUT_OF_SCOPE_FILE)) \
+        if OUT_OF_SCOPE_FILE in docs else {}
     providers: dict[str, Provider] = {}
     entries: list[Entry] = []
     seen: dict[str, str] = {}
     for name, doc in docs.items():
-        if name in (CATALOG_FILE, MESSAGES_FILE):
+        if name in SPECIAL_FILES:
             continue
         r = _Reader(errors, name)
         if doc is None:
@@ -371,7 +387,8 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
     if errors.items:
         raise KnowledgeError(errors.items)
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
-                         topics=topics, entries=tuple(entries), messages=messages,
+                         topics=topics, entries=tuple(entries), messages=messages, off_topic=off_topic,
+                         name_suffixes=suffixes,
                          required=required, provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          digest=_digest([p for p in paths if p.name != MESSAGES_FILE]))

@@ -52,6 +52,8 @@ class ProviderFinder:
                 else:
                     self.ascii.setdefault(key, provider.id)
         self.han.sort(key=lambda item: -len(item[0]))
+        suffixes = sorted((compact(x) for x in kb.name_suffixes), key=len, reverse=True)
+        self.suffix = re.compile(r"\s*(?:" + "|".join(map(re.escape, suffixes)) + r")") if suffixes else None
         self.fuzzy = [(a, p, _allowed_typos(a)) for a, p in self.ascii.items() if _allowed_typos(a)]
 
     def _han_matches(self, norm: str) -> list[ProviderMatch]:
@@ -100,6 +102,9 @@ class ProviderFinder:
         norm = normalise(question)
         keep = [True] * len(norm)
         for m in self.find_all(question):
-            keep[m.start:m.end] = [False] * (m.end - m.start)
+            end = m.end
+            if self.suffix and (after := self.suffix.match(norm, end)):
+                end = after.end()
+            keep[m.start:end] = [False] * (end - m.start)
         stripped = " ".join("".join(ch for ch, k in zip(norm, keep, strict=True) if k).split())
         return stripped or norm

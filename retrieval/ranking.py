@@ -23,9 +23,9 @@ class RankingConfig:
 
     method: str = "linear"
     weight_own: float = 1.0       # the entry's own phrasings
-    weight_topic: float = 1.0     # every provider's phrasings on the entry's topic
-    weight_answers: float = 0.3   # the entry's answer text
-    weight_lexical: float = 0.05  # BM25 over jieba words, scaled to the best entry
+    weight_topic: float = 2.0     # every provider's phrasings on the entry's topic
+    weight_answers: float = 0.6   # the entry's answer text
+    weight_lexical: float = 0.02  # BM25 over jieba words, scaled to the best entry
     topic_pool: int = 3           # how many of a topic's best phrasings speak for it
     rrf_k: float = 10.0
 
@@ -50,6 +50,12 @@ class Candidate:
     topic_score: float = 0.0  # how well the question matches the topic, over every provider's phrasings
 
 
+@dataclass(frozen=True)
+class Ranking:
+    candidates: list[Candidate]  # every entry, best first
+    off_topic: float             # best cosine with a question the assistant declines
+
+
 class LexicalIndex:
     """BM25 over each entry's phrasings and title (provider names taken out), both languages, jieba words."""
 
@@ -70,6 +76,23 @@ class LexicalIndex:
         return np.asarray(self.bm25.get_scores(query), dtype=np.float32)
 
 
+class Vocabulary:
+    """Every word the knowledge base uses anywhere, to tell how much of a question it speaks about."""
+
+    def __init__(self, kb: KnowledgeBase):
+        texts = [" ".join(p.aliases) for p in kb.providers.values()]
+        for e in kb.entries:
+            for lang in e.answer:
+                steps = [f"{s.do} {s.expect} {s.if_not}" for s in e.steps.get(lang, ())]
+                texts.append(" ".join([*e.questions[lang], e.title[lang], e.answer[lang], *steps]))
+        self.words = set(words(" ".join(texts)))
+
+    def coverage(self, question: str) -> float:
+        """The share of the question's words the knowledge base knows; 1.0 for a question with none."""
+        found = words(question)
+        return sum(w in self.words for w in found) / len(found) if found else 1.0
+
+
 def _ranks(scores: np.ndarray) -> np.ndarray:
     """1 for the best score, 2 for the next, ..."""
     order = np.argsort(-scores, kind="stable")
@@ -86,19 +109,22 @@ class Ranker:
         self.kb, self.index, self.embedder, self.config = kb, index, embedder, config
         self.entries = list(kb.entries)
         position = {e.id: i for i, e in enumerate(self.entries)}
-        missing = {k.entry_id for k in index.keys} - set(position)
+        missing = {k.entry_id for k in index.keys if k.kind != "off_topic"} - set(position)
         if missing:
             raise ValueError(f"the index names entries the knowledge base lacks: {sorted(missing)[:5]}")
-        self.key_entry = np.array([position[k.entry_id] for k in index.keys], dtype=np.int64)
-        self.key_is_answer = np.array([k.kind == "answer" for k in index.keys])
+        kinds = np.array([k.kind for k in index.keys])
+        self.is_phrasing, self.is_answer, self.is_off_topic = (kinds == "question"), (kinds == "answer"), \
+            (kinds == "off_topic")
+        self.key_entry = np.array([position.get(k.entry_id, -1) for k in index.keys], dtype=np.int64)
         self.lexical = LexicalIndex(kb, index.keys)
         topics = list(kb.topics)
         self.entry_topic = np.array([topics.index(e.topic) for e in self.entries], dtype=np.int64)
-        key_topic = self.entry_topic[self.key_entry]
-        self.topic_keys = [np.flatnonzero((key_topic == t) & ~self.key_is_answer) for t in range(len(topics))]
+        key_topic = np.where(self.key_entry >= 0, self.entry_topic[self.key_entry], -1)
+        self.topic_keys = [np.flatnonzero((key_topic == t) & self.is_phrasing) for t in range(len(topics))]
 
-    def dense_scores(self, question: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per entry: best cosine over its phrasings, cosine with its answer, and its topic's pooled cosine."""
+    def dense_scores(self, question: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Per entry: best cosine over its phrasings, cosine with its answer, its topic's pooled cosine;
+        and the best cosine with a question we decline."""
         vector = self.embedder.embed_queries([question])
         hits = self.index.vectors.search(vector, self.index.vectors.size)[0]
         sims = np.empty(self.index.vectors.size, dtype=np.float32)
@@ -106,12 +132,13 @@ class Ranker:
         n = len(self.entries)
         dense = np.full(n, -1.0, dtype=np.float32)
         answer = np.full(n, -1.0, dtype=np.float32)
-        np.maximum.at(dense, self.key_entry[~self.key_is_answer], sims[~self.key_is_answer])
-        np.maximum.at(answer, self.key_entry[self.key_is_answer], sims[self.key_is_answer])
+        np.maximum.at(dense, self.key_entry[self.is_phrasing], sims[self.is_phrasing])
+        np.maximum.at(answer, self.key_entry[self.is_answer], sims[self.is_answer])
         pool = self.config.topic_pool
         per_topic = np.array([np.sort(sims[k])[-pool:].mean() if len(k) else -1.0 for k in self.topic_keys],
                              dtype=np.float32)
-        return dense, answer, per_topic[self.entry_topic]
+        off_topic = float(sims[self.is_off_topic].max()) if self.is_off_topic.any() else -1.0
+        return dense, answer, per_topic[self.entry_topic], off_topic
 
     def fuse(self, dense: np.ndarray, answer: np.ndarray, topic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         c = self.config
@@ -125,12 +152,12 @@ class Ranker:
         scaled = lexical / top if top > 0 else lexical
         return c.weight_own * dense + c.weight_topic * topic + c.weight_answers * answer + c.weight_lexical * scaled
 
-    def rank(self, question: str) -> list[Candidate]:
+    def rank(self, question: str) -> Ranking:
         """Every entry, best first; `question` should have its provider names taken out already."""
-        dense, answer, topic = self.dense_scores(question)
+        dense, answer, topic, off_topic = self.dense_scores(question)
         lexical = self.lexical.scores(question)
         fused = self.fuse(dense, answer, topic, lexical)
         order = np.argsort(-fused, kind="stable")
-        return [Candidate(self.entries[i].id, self.entries[i].provider, self.entries[i].topic, float(fused[i]),
-                          float(dense[i]), float(answer[i]), float(lexical[i]), float(topic[i]))
-                for i in order]
+        return Ranking([Candidate(self.entries[i].id, self.entries[i].provider, self.entries[i].topic,
+                                  float(fused[i]), float(dense[i]), float(answer[i]), float(lexical[i]),
+                                  float(topic[i])) for i in order], off_topic)

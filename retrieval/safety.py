@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 MASK = "•"
-CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])")
+CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?![\d])")
 # A keyword, a few characters of glue ("is", ":", "是"), then the code itself.
 SECURITY_CODE = re.compile(
     r"(?i)(cvv2?|cvc2?|cid|security\s*code|安全码|安全碼|卡背面?(?:的)?(?:三|3)位数?|背面(?:三|3)位(?:数|數)?)"

@@ -120,11 +120,20 @@ def test_card_number_masked_and_warned(app, tmp_path):
     assert "4111" not in str(db.execute("select * from interactions").fetchall())
 
 
-def test_feedback_is_stored(app, tmp_path):
+def test_feedback_and_comment_are_stored(app, tmp_path):
     ask(app, "gv top up")
-    app.feedback[0].set_value(1).run() if hasattr(app, "feedback") else None
-    rows = sqlite3.connect(tmp_path / "feedback.sqlite3").execute("select count(*) from interactions").fetchone()
-    assert rows[0] == 1
+    ask(app, "my card was declined")
+    app.feedback[1].set_value(0).run()       # 👎 on the second answer
+    assert not app.exception
+    app.text_input[0].input("the ZIP tip helped, but 4111 1111 1111 1111 still fails").run()
+    db = sqlite3.connect(tmp_path / "feedback.sqlite3")
+    rows = db.execute("select i.question, f.rating, f.comment from interactions i "
+                      "left join feedback f on f.interaction_id = i.id order by i.id").fetchall()
+    assert [r[0] for r in rows] == ["gv top up", "my card was declined"]
+    assert rows[0][1] is None and rows[1][1] == 0
+    assert "ZIP tip" in rows[1][2] and "4111" not in rows[1][2]
+    app.run()                                # a rerun loses nothing
+    assert len(app.session_state["messages"]) == 4 and app.feedback[1].value == 0
 
 
 def test_language_switch(app):

@@ -21,10 +21,15 @@ def compact(text: str) -> str:
 
 
 def _allowed_typos(alias: str) -> int:
-    """Edits (a swap counts as one) still read as the alias: none for short names, which collide with words."""
-    if len(alias) >= 9:
+    """Edits (a swap counts as one) still read as the alias: none for names under 7 letters, which
+    collide with ordinary words ("mobile" is one edit from T-Mobile, "voice" from GVoice)."""
+    if len(alias) >= 10:
         return 2
-    return 1 if len(alias) >= 6 else 0
+    return 1 if len(alias) >= 7 else 0
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(re.sub(r"[\s&]", "", m.group()) for m in ASCII_WORD.finditer(normalise(text)))
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,8 @@ class ProviderFinder:
 
     def __init__(self, kb: KnowledgeBase):
         self.han: list[tuple[str, str]] = []  # (compact alias, provider), for aliases with Chinese
-        self.ascii: dict[str, str] = {}       # compact alias -> provider
+        self.ascii: dict[str, str] = {}       # compact alias -> provider: matched by one typed word
+        self.phrases: dict[tuple[str, ...], str] = {}  # alias words -> provider: matched word for word
         for provider in kb.providers.values():
             for alias in (*provider.aliases, provider.name["en"]):
                 key = compact(alias)
@@ -51,10 +57,12 @@ class ProviderFinder:
                     self.han.append((key, provider.id))
                 else:
                     self.ascii.setdefault(key, provider.id)
+                    self.phrases.setdefault(_words(alias), provider.id)
         self.han.sort(key=lambda item: -len(item[0]))
         suffixes = sorted((compact(x) for x in kb.name_suffixes), key=len, reverse=True)
         self.suffix = re.compile(r"\s*(?:" + "|".join(map(re.escape, suffixes)) + r")") if suffixes else None
-        self.fuzzy = [(a, p, _allowed_typos(a)) for a, p in self.ascii.items() if _allowed_typos(a)]
+        self.fuzzy = [(a, p, _allowed_typos(a), n) for words, p in self.phrases.items()
+                      if _allowed_typos(a := "".join(words)) for n in {1, len(words)}]
 
     def _han_matches(self, norm: str) -> list[ProviderMatch]:
         """Chinese (or mixed) aliases, found in the text with spaces and punctuation ignored."""
@@ -69,20 +77,22 @@ class ProviderFinder:
         return found
 
     def _ascii_matches(self, norm: str) -> list[ProviderMatch]:
-        """Latin aliases as whole runs of 1-4 words, exactly or with a small typo."""
+        """Latin aliases: one typed word ("tmobile"), the alias's own words ("t mobile", "t-mobile"),
+        or either with a small typo that keeps the first letter ("goolge voice", "verizion")."""
         words = [(re.sub(r"[\s&]", "", m.group()), m.start(), m.end()) for m in ASCII_WORD.finditer(norm)]
         found = []
         for i in range(len(words)):
             for j in range(i + 1, min(i + MAX_WINDOW, len(words)) + 1):
-                window = "".join(w for w, _, _ in words[i:j])
+                typed = tuple(w for w, _, _ in words[i:j])
+                window = "".join(typed)
                 start, end = words[i][1], words[j - 1][2]
-                provider = self.ascii.get(window)
+                provider = self.ascii.get(window) if j == i + 1 else self.phrases.get(typed)
                 if provider:
                     found.append(ProviderMatch(provider, window, start, end, True))
                     continue
-                for alias, provider, limit in self.fuzzy:
-                    if abs(len(alias) - len(window)) <= limit and \
-                            OSA.distance(alias, window, score_cutoff=limit) <= limit:
+                for alias, provider, limit, n_words in self.fuzzy:
+                    if n_words == j - i and abs(len(alias) - len(window)) <= 1 and alias[0] == window[0] \
+                            and OSA.distance(alias, window, score_cutoff=limit) <= limit:
                         found.append(ProviderMatch(provider, alias, start, end, False))
         return found
 

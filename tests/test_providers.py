@@ -20,10 +20,39 @@ def test_found(finder, question, provider):
     assert finder.find(question) == provider
 
 
-@pytest.mark.parametrize("question", ["how do I top up", "gravy recipe", "give me a hello", "", "？？？"])
+@pytest.mark.parametrize("question", ["how do I top up", "gravy recipe", "give me a hello", "", "？？？",
+                                      "voice mail is full", "google drive storage", "a voicemail"])
 def test_not_found(finder, question):
     assert finder.find(question) is None
 
 
 def test_first_named_wins(finder):
     assert finder.find("tello or google voice?") == "tello"
+
+
+@pytest.fixture(scope="module")
+def real_finder():
+    from retrieval.knowledge import load_knowledge
+    from retrieval.settings import ROOT
+
+    return ProviderFinder(load_knowledge(ROOT / "knowledge"))
+
+
+@pytest.mark.parametrize("question, provider", [
+    ("goolge voice 怎么加余额", "google_voice"), ("tmobile refill", "t_mobile_prepaid"),
+    ("T Mobile 预付费", "t_mobile_prepaid"), ("T-Mo autopay", "t_mobile_prepaid"), ("mnit mobile renew", "mint_mobile"),
+    ("verizion prepaid balance", "verizon_prepaid"), ("cricekt bill", "cricket"), ("AT&T 预付", "att_prepaid"),
+    ("ATT prepaid", "att_prepaid"), ("at & t prepaid", "att_prepaid"), ("薄荷卡续费", "mint_mobile"),
+    ("蟋蟀交话费", "cricket"), ("谷歌語音", "google_voice"), ("visable autopay", "visible"),
+    ("h20 wireless", "h2o_wireless"),
+])
+def test_real_aliases(real_finder, question, provider):
+    assert real_finder.find(question) == provider
+
+
+@pytest.mark.parametrize("question", [
+    "pay as you go phone plans", "how do I disable autopay", "my mobile data is slow", "a prepaid card was declined",
+    "my voice mail is full", "how do I top up", "is it safe to pay online",
+])
+def test_ordinary_words_are_not_providers(real_finder, question):
+    assert real_finder.find(question) is None

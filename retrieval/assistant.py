@@ -8,7 +8,7 @@ from .answer import Answer, Choice, Hit, Kind, render_chunk
 from .chunks import Chunk
 from .embedder import Embedder
 from .index import SearchIndex
-from .knowledge import KnowledgeBase
+from .knowledge import LANGUAGES, KnowledgeBase
 from .providers import ProviderFinder
 from .ranking import Candidate, Ranker, RankingConfig, Vocabulary
 from .safety import mask_secrets
@@ -60,12 +60,12 @@ class Assistant:
             question = "" if question is None else str(question)
         masked = mask_secrets(question)
         text = masked.text.strip()
-        lang = language or language_of(text, fallback="zh")
+        lang = language if language in LANGUAGES else language_of(text, fallback="zh")
         notices = [self.kb.message("secret_warning", lang)] if masked.had_secrets else []
         if len(text) > self.max_chars:
             text = text[:self.max_chars]
             notices.append(self.kb.message("truncated", lang, limit=self.max_chars))
-        if provider is not None and provider not in self.kb.providers:
+        if not isinstance(provider, str) or provider not in self.kb.providers:
             provider = None
         base = dict(question=text, language=lang, notices=tuple(notices), secrets=masked.found)
         if not text:

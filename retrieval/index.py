@@ -133,7 +133,10 @@ def build_index(kb: KnowledgeBase, embedder: Embedder, progress: Progress | None
 
 
 def _write(index: SearchIndex, folder: Path) -> Manifest:
-    faiss.write_index(index.vectors.index, str(folder / "index.faiss"))
+    # Through Python, not faiss.write_index: that raises RuntimeError, not OSError, when the disk is full,
+    # and when the failure only shows at close it prints to stderr and returns as if it had worked.
+    with open(folder / "index.faiss", "wb") as f:
+        f.write(faiss.serialize_index(index.vectors.index).tobytes())
     meta = {"keys": [asdict(k) for k in index.keys], "chunks": [c.to_json() for c in index.chunks]}
     (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     manifest = Manifest(**{**asdict(index.manifest), "files": {n: _sha256(folder / n) for n in FILES}})
@@ -158,8 +161,13 @@ def save_index(index: SearchIndex, directory: Path) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         pointer = directory / f".{CURRENT}.tmp"
-        pointer.write_text(final.name, encoding="utf-8")
-        os.replace(pointer, directory / CURRENT)
+        try:
+            pointer.write_text(final.name, encoding="utf-8")
+            os.replace(pointer, directory / CURRENT)
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)  # a whole unused copy, on a disk that may be full
+            pointer.unlink(missing_ok=True)
+            raise
     except OSError as exc:
         raise IndexStoreError(f"could not save the index in {directory}: {exc.strerror or exc}; "
                               "the previous index was left as it was. Free some disk space or "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,11 +177,28 @@ class _Reader:
         return tuple(self.text(v, entry, f"{fld}[{i}]") for i, v in enumerate(value))
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a value YAML cannot build (2026-02-30, !!int x) is a YAML error with a position."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # PyYAML's constructors raise whatever a bad value provokes
+            shown = repr(node.value) if isinstance(node.value, str) else "this value"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{shown} cannot be read as {node.tag.rsplit(':', 1)[-1]} ({exc})",
+                node.start_mark) from exc
+
+
 def _load_yaml(path: Path, errors: _Errors) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except UnicodeDecodeError as exc:
         errors.add(path.name, "-", "-", f"not UTF-8 text ({exc.reason})")
+    except RecursionError:
+        errors.add(path.name, "-", "-", "invalid YAML: nested too deeply to read")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -197,7 +215,11 @@ def _read_catalog(doc: Any, r: _Reader) -> tuple[list[str], dict[str, Topic], di
     if r.mapping(doc, "-", "", allowed, {"providers", "topics"}) is None:
         return providers, topics, required
     providers = list(r.text_list(doc.get("providers"), "-", "providers"))
-    for i, t in enumerate(doc.get("topics") or []):
+    raw_topics = doc.get("topics") or []
+    if not isinstance(raw_topics, list):
+        r.err("-", "topics", f"expected a list of topics, got {type(raw_topics).__name__}")
+        raw_topics = []
+    for i, t in enumerate(raw_topics):
         where = f"topics[{i}]"
         if r.mapping(t, where, "", {"id", "name", "needs_provider"}, {"id", "name", "needs_provider"}) is None:
             continue
@@ -216,18 +238,52 @@ def _read_catalog(doc: Any, r: _Reader) -> tuple[list[str], dict[str, Topic], di
     return providers, topics, required
 
 
+# Every sentence the code shows, with the {placeholders} it fills in.
+MESSAGES = {
+    "decline": set(), "decline_support": {"provider", "url"}, "ask_provider": set(), "clarify": set(),
+    "steps_heading": set(), "links_heading": set(), "checked": {"date"}, "from_general": {"provider"},
+    "truncated": {"limit"}, "secret_warning": set(), "empty_question": set(), "walk_me": set(),
+    "step_progress": {"n", "total"}, "step_done": set(), "step_back": set(), "step_failed": set(),
+    "step_expect": {"text"}, "step_if_not": {"text"}, "payment_help_heading": set(), "final_check": set(),
+    "walk_finished": set(), "walk_resume": {"n"}, "walk_exit": set(), "related_heading": set(),
+    "starters": set(), "welcome": set(), "provider_now": set(), "comment_prompt": set(),
+    "meanwhile_general": set(), "more_choices": set(),
+}
+
+
+def _placeholders(text: str) -> set[str] | None:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError:
+        return None
+
+
 def _read_messages(doc: Any, r: _Reader) -> dict[str, dict[str, str]]:
-    if r.mapping(doc, "-", "", {"messages"}, {"messages"}) is None or not isinstance(doc["messages"], dict):
+    if r.mapping(doc, "-", "", {"messages"}, {"messages"}) is None or not isinstance(doc.get("messages"), dict):
         r.err("-", "messages", "expected a mapping of message keys")
         return {}
-    return {key: r.per_language(value, key, "text", lambda v, f, k=key: r.text(v, k, f))
-            for key, value in doc["messages"].items()}
+    messages = {key: r.per_language(value, key, "text", lambda v, f, k=key: r.text(v, k, f))
+                for key, value in doc["messages"].items()}
+    for key in sorted(MESSAGES.keys() - messages.keys()):
+        r.err(key, "text", "missing (the app shows this message)")
+    for key, texts in messages.items():
+        names = {lang: _placeholders(text) for lang, text in texts.items()}
+        for lang, found in names.items():
+            if found is None:
+                r.err(key, f"text.{lang}", "unbalanced { or } (write {{ and }} for a literal brace)")
+            elif key in MESSAGES and found - MESSAGES[key]:
+                allowed = ", ".join(f"{{{n}}}" for n in sorted(MESSAGES[key])) or "none"
+                r.err(key, f"text.{lang}", f"unknown placeholder(s) {sorted(found - MESSAGES[key])} "
+                                           f"(allowed: {allowed})")
+        if None not in names.values() and len({frozenset(n) for n in names.values()}) > 1:
+            r.err(key, "text", "the languages use different {placeholders}; keep them identical")
+    return messages
 
 
 def _read_off_topic(doc: Any, r: _Reader) -> dict[str, tuple[str, ...]]:
     if r.mapping(doc, "-", "", {"out_of_scope"}, {"out_of_scope"}) is None:
         return {}
-    return r.per_language(doc["out_of_scope"], "-", "out_of_scope", lambda v, f: r.text_list(v, "-", f))
+    return r.per_language(doc.get("out_of_scope"), "-", "out_of_scope", lambda v, f: r.text_list(v, "-", f))
 
 
 PROVIDER_KEYS = {"id", "name", "kind", "status", "aliases", "support_url"}
@@ -296,7 +352,7 @@ def _read_entry(e: Any, r: _Reader, provider: str, topics: dict[str, Topic], ind
     if not ENTRY_ID.match(eid):
         r.err(eid, "id", "use lowercase letters, digits and single hyphens")
     topic = e.get("topic")
-    if topic not in topics:
+    if not isinstance(topic, str) or topic not in topics:
         r.err(eid, "topic", f"unknown topic {topic!r}")
     checked = e.get("checked")
     if not isinstance(checked, dt.date):

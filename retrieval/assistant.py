@@ -25,18 +25,45 @@ class DecisionConfig:
     (`python -m retrieval eval --calibrate`; the README has the numbers)."""
 
     # Decline a question whose best phrasing is less similar than this...
-    min_dense: float = 0.90
+    min_dense: float = 0.91
     # ...a lower bar once a provider is known (named, or chosen earlier in the conversation)...
-    known_provider_bonus: float = 0.06
+    known_provider_bonus: float = 0.08
     # ...and, with no provider known, when a question we decline is nearly as close as our best phrasing,
     min_margin_off_topic: float = 0.04
     # or when under this share of its words appear anywhere in the knowledge base.
     min_coverage: float = 0.45
     # With a provider known, its own entries are preferred to general advice by this much.
-    own_provider_bonus: float = 0.02
+    own_provider_bonus: float = 0.05
     # Offer two entries when their scores are this close and their topics differ.
-    clarify_margin: float = 0.01
+    clarify_margin: float = 0.003
     hits: int = 5
+
+
+@dataclass(frozen=True)
+class DeclineSignals:
+    """What the decision to decline looks at, kept apart so calibration can replay it cheaply."""
+
+    dense: float          # the best phrasing's cosine
+    off_topic: float      # the best cosine with a question we decline
+    coverage: float       # share of the question's words the knowledge base uses
+    provider_known: bool  # named in the question, or chosen earlier
+
+    def declines(self, d: DecisionConfig) -> bool:
+        if self.provider_known:
+            return self.dense < d.min_dense - d.known_provider_bonus
+        return (self.dense < d.min_dense or self.dense - self.off_topic < d.min_margin_off_topic
+                or self.coverage < d.min_coverage)
+
+
+def _best_per_cell(candidates: list[Candidate]) -> list[Candidate]:
+    """One candidate per (provider, topic): eight scam warnings should not crowd out every other answer."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for c in candidates:
+        if (c.provider, c.topic) not in seen:
+            seen.add((c.provider, c.topic))
+            out.append(c)
+    return out
 
 
 class Assistant:
@@ -76,7 +103,9 @@ class Assistant:
             return self._decline(provider, [], base)
         ranking = self.ranker.rank(self.finder.strip(text))
         candidates = ranking.candidates
-        if self._out_of_scope(text, candidates[0], ranking.off_topic, provider is not None):
+        signals = DeclineSignals(ranking.best_dense, ranking.off_topic, self.vocabulary.coverage(text),
+                                 provider is not None)
+        if signals.declines(self.decision):
             return self._decline(provider, candidates, base)
         if provider is None:
             return self._without_provider(candidates, base)
@@ -89,13 +118,6 @@ class Assistant:
         return self._answer(entry_id, entry.provider, [], base)
 
     # -- decisions --------------------------------------------------------------------------
-    def _out_of_scope(self, text: str, top: Candidate, off_topic: float, provider_known: bool) -> bool:
-        d = self.decision
-        if provider_known:
-            return top.dense < d.min_dense - d.known_provider_bonus
-        return (top.dense < d.min_dense or top.dense - off_topic < d.min_margin_off_topic
-                or self.vocabulary.coverage(text) < d.min_coverage)
-
     def _allowed(self, candidates: list[Candidate], provider: str) -> list[Candidate]:
         """The provider's own entries, and general ones on topics it does not cover; its own come first
         unless a general one is clearly better."""
@@ -103,7 +125,7 @@ class Assistant:
         allowed = [c for c in candidates
                    if c.provider == provider or (c.provider == "general" and c.topic not in covered)]
         bonus = self.decision.own_provider_bonus
-        return sorted(allowed, key=lambda c: -(c.fused + (bonus if c.provider == provider else 0.0)))
+        return _best_per_cell(sorted(allowed, key=lambda c: -(c.fused + (bonus if c.provider == provider else 0.0))))
 
     def _with_provider(self, candidates: list[Candidate], provider: str, base: dict) -> Answer:
         allowed = self._allowed(candidates, provider)

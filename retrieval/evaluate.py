@@ -14,7 +14,8 @@ import numpy as np
 import yaml
 
 from .answer import Answer, Kind
-from .assistant import Assistant, DecisionConfig
+from .assistant import Assistant, DecisionConfig, DeclineSignals
+from .safety import mask_secrets
 from .settings import ROOT, Settings
 
 DEV_SET = ROOT / "eval" / "dev_set.yaml"
@@ -153,25 +154,49 @@ def labelled_only(outcomes: list[Outcome]) -> dict[str, float]:
     return metrics([o for o in outcomes if isinstance(o.question.expect, tuple)])
 
 
+def decline_signals(assistant: Assistant, questions: list[DevQuestion]) -> list[DeclineSignals]:
+    """What the decline decision saw for each question (as in Assistant.ask)."""
+    out = []
+    for q in questions:
+        text = mask_secrets(q.q).text.strip()[:assistant.max_chars]
+        ranking = assistant.ranker.rank(assistant.finder.strip(text))
+        known = assistant.finder.find(text) is not None or q.context is not None
+        out.append(DeclineSignals(ranking.best_dense, ranking.off_topic,
+                                  assistant.vocabulary.coverage(text), known))
+    return out
+
+
 def calibrate(assistant: Assistant, questions: list[DevQuestion], out: TextIO) -> DecisionConfig:
-    """Grid-search the decline thresholds: most out-of-scope declined with <= 3% of in-scope declined."""
-    original, best, best_key = assistant.decision, assistant.decision, None
-    grid = itertools.product(np.arange(0.84, 0.93, 0.01), np.arange(0.0, 0.09, 0.03),
-                             np.arange(0.0, 0.07, 0.01), np.arange(0.0, 0.55, 0.05))
-    for min_dense, bonus, margin, coverage in grid:
-        assistant.decision = dataclasses.replace(
-            original, min_dense=float(min_dense), known_provider_bonus=float(bonus),
-            min_margin_off_topic=float(margin), min_coverage=float(coverage))
-        m = metrics(run(assistant, questions))
-        key = (m["oos_declined"] >= 0.90 and m["in_scope_declined"] <= 0.03,
-               m["oos_declined"] - 3 * m["in_scope_declined"] + m["top1"])
-        if best_key is None or key > best_key:
-            best, best_key = assistant.decision, key
-    assistant.decision = original
-    print(f"calibrated (targets met: {best_key[0]}): min_dense={best.min_dense:.2f} "
-          f"known_provider_bonus={best.known_provider_bonus:.2f} "
-          f"min_margin_off_topic={best.min_margin_off_topic:.2f} min_coverage={best.min_coverage:.2f}", file=out)
-    return best
+    """Grid-search the decline thresholds: within the targets (>= 90% of out-of-scope declined, <= 3% of
+    in-scope declined), the most out-of-scope declined less three times the in-scope declined.
+    Prints the 5-fold cross-validated rates of the same search."""
+    signals = decline_signals(assistant, questions)
+    inside = np.array([q.in_scope for q in questions])
+    grid = [dataclasses.replace(assistant.decision, min_dense=float(a), known_provider_bonus=float(b),
+                                min_margin_off_topic=float(c), min_coverage=float(d))
+            for a, b, c, d in itertools.product(np.arange(0.84, 0.94, 0.01), np.arange(0.0, 0.10, 0.02),
+                                                np.arange(-0.02, 0.07, 0.01), np.arange(0.0, 0.55, 0.05))]
+    declined = np.array([[s.declines(config) for s in signals] for config in grid])
+    leniency = np.array([c.known_provider_bonus for c in grid])
+
+    def best(rows: np.ndarray) -> int:
+        oos, ins = declined[:, rows & ~inside].mean(axis=1), declined[:, rows & inside].mean(axis=1)
+        # Within the targets, a real question wrongly declined costs three out-of-scope ones answered;
+        # ties go to the kindest bar once a provider is known.
+        return int(np.lexsort((-leniency, -(oos - 3 * ins), ~((oos >= 0.90) & (ins <= 0.03))))[0])
+
+    chosen = grid[best(np.ones(len(questions), dtype=bool))]
+    folds = np.array_split(np.random.default_rng(0).permutation(len(questions)), 5)
+    held_out = np.zeros(len(questions), dtype=bool)
+    for fold in folds:
+        train = np.ones(len(questions), dtype=bool)
+        train[fold] = False
+        held_out[fold] = declined[best(train), fold]
+    print(f"calibrated: min_dense={chosen.min_dense:.2f} known_provider_bonus={chosen.known_provider_bonus:.2f} "
+          f"min_margin_off_topic={chosen.min_margin_off_topic:.2f} min_coverage={chosen.min_coverage:.2f}; "
+          f"5-fold cross-validated: {held_out[~inside].mean():.3f} of out-of-scope declined, "
+          f"{held_out[inside].mean():.3f} of in-scope declined", file=out)
+    return chosen
 
 
 def _row(name: str, m: dict[str, float]) -> str:

@@ -24,8 +24,8 @@ class RankingConfig:
     method: str = "linear"
     weight_own: float = 1.0       # the entry's own phrasings
     weight_topic: float = 2.0     # every provider's phrasings on the entry's topic
-    weight_answers: float = 0.6   # the entry's answer text
-    weight_lexical: float = 0.02  # BM25 over jieba words, scaled to the best entry
+    weight_answers: float = 1.0   # the entry's answer text
+    weight_lexical: float = 0.05  # BM25 over jieba words, scaled to the best entry
     topic_pool: int = 3           # how many of a topic's best phrasings speak for it
     rrf_k: float = 10.0
 
@@ -54,6 +54,11 @@ class Candidate:
 class Ranking:
     candidates: list[Candidate]  # every entry, best first
     off_topic: float             # best cosine with a question the assistant declines
+
+    @property
+    def best_dense(self) -> float:
+        """The best cosine between the question and any entry's phrasing."""
+        return max(c.dense for c in self.candidates)
 
 
 class LexicalIndex:

@@ -38,9 +38,11 @@ prepare: $(PREPARED)
 
 # Debian's Chromium and CJK fonts for the browser tests (Playwright's own download does not work here).
 browser:
-	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then \
-		echo "installing chromium and fonts-noto-cjk"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "noto.*cjk" \
+			|| ! fc-list 2>/dev/null | grep -qi "noto color emoji"; then \
+		echo "installing chromium, fonts-noto-cjk and fonts-noto-color-emoji"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium fonts-noto-cjk fonts-noto-color-emoji >/dev/null; \
 	fi
 
 lint: $(STAMP)

@@ -145,9 +145,9 @@ SHOWN_CHOICES = 6  # the likeliest providers; the rest fold away
 
 
 def choice_buttons(choices, key: str) -> None:
-    columns = st.columns(3)
+    columns = st.columns(2)
     for n, choice in enumerate(choices):
-        columns[n % 3].button(choice.label, key=f"{key}-{n}", on_click=ask, use_container_width=True,
+        columns[n % 2].button(choice.label, key=f"{key}-{n}", on_click=ask, use_container_width=True,
                               args=(choice.question, choice.provider, choice.entry_id))
 
 

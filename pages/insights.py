@@ -95,10 +95,11 @@ right.metric("Share answered / 回答率", f"{overall['share']:.0%}")
 chart_left, chart_right = st.columns(2)
 with chart_left:
     st.caption("Questions per day (UTC) / 每日提问数（UTC）")
-    st.line_chart(per_day.assign(day=pd.to_datetime(per_day["day"])), x="day", y="questions")
+    # bars, not a line: a line needs two days before it shows anything
+    st.bar_chart(per_day, x="day", y="questions", x_label="day", y_label="questions")
 with chart_right:
     st.caption("Share answered per day / 每日回答率")
-    st.line_chart(share_per_day.assign(day=pd.to_datetime(share_per_day["day"])), x="day", y="share")
+    st.bar_chart(share_per_day, x="day", y="share", x_label="day", y_label="share answered")
 
 st.header("Most asked / 最常见")
 topics_col, providers_col = st.columns(2)
@@ -131,15 +132,13 @@ by_entry = store.feedback_by_entry()
 if by_provider.empty:
     st.write("No ratings yet. / 暂无评价。")
 else:
-    provider_col, entry_col = st.columns(2)
-    with provider_col:
-        st.caption("Per provider / 按运营商")
-        st.dataframe(readable(by_provider), hide_index=True, width="stretch", column_config=SHARE_COLUMN)
-        st.bar_chart(readable(by_provider), x="provider", y=["thumbs_up", "thumbs_down"],
-                     color=["#2e7d32", "#c62828"], horizontal=True)
-    with entry_col:
-        st.caption("Per entry / 按条目")
-        st.dataframe(readable(by_entry), hide_index=True, width="stretch", column_config=SHARE_COLUMN)
+    # one under the other: side by side, the share column was cut off at laptop width
+    st.caption("Per provider / 按运营商")
+    st.dataframe(readable(by_provider), hide_index=True, width="stretch", column_config=SHARE_COLUMN)
+    st.bar_chart(readable(by_provider), x="provider", y=["thumbs_up", "thumbs_down"],
+                 color=["#2e7d32", "#c62828"], horizontal=True, x_label="ratings", y_label="provider")
+    st.caption("Per entry / 按条目")
+    st.dataframe(readable(by_entry), hide_index=True, width="stretch", column_config=SHARE_COLUMN)
 
 st.header("Export / 导出")
 # A callable, so the (possibly large) file is only built when someone actually downloads it.

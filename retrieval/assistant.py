@@ -202,7 +202,8 @@ class Assistant:
         for pid in self.kb.providers:  # the rest, so every provider can be picked
             if pid != "general" and pid not in likely:
                 likely.append(pid)
-        choices = tuple(Choice(self.kb.providers[p].name[lang], base["question"], p) for p in likely)
+        # brand names: short enough for a row of buttons, and the same in both languages
+        choices = tuple(Choice(self.kb.providers[p].name["en"], base["question"], p) for p in likely)
         general_on_topic = [c for c in general if c.topic == topic]
         first = general_on_topic[0].entry_id if general_on_topic else None
         markdown = self.kb.message("ask_provider", lang)

@@ -32,6 +32,9 @@ class DecisionConfig:
     min_margin_off_topic: float = 0.04
     # or when under this share of its words appear anywhere in the knowledge base.
     min_coverage: float = 0.45
+    # A declined question this close to a phrasing gets the nearest entries as suggestions.
+    suggest_floor: float = 0.88
+    suggestions: int = 3
     # With a provider known, its own entries are preferred to general advice by this much.
     own_provider_bonus: float = 0.05
     # Offer two entries when their scores are this close and their topics differ.
@@ -106,7 +109,7 @@ class Assistant:
         signals = DeclineSignals(ranking.best_dense, ranking.off_topic, self.vocabulary.coverage(text),
                                  provider is not None)
         if signals.declines(self.decision):
-            return self._decline(provider, candidates, base)
+            return self._decline(provider, candidates, base, near=signals.dense >= self.decision.suggest_floor)
         if provider is None:
             return self._without_provider(candidates, base)
         return self._with_provider(candidates, provider, base)
@@ -131,18 +134,19 @@ class Assistant:
         allowed = self._allowed(candidates, provider)
         first = allowed[0]
         second = allowed[1] if len(allowed) > 1 else None
+        by_score = sorted(allowed, key=lambda c: -c.fused)  # alternatives go by score alone
         if second and first.topic != second.topic and first.fused - second.fused < self.decision.clarify_margin:
-            return self._clarify([first, second], provider, allowed, base)
-        return self._answer(first.entry_id, provider, allowed, base)
+            return self._clarify([first, second], provider, by_score, base)
+        return self._answer(first.entry_id, provider, by_score, base)
 
     def _without_provider(self, candidates: list[Candidate], base: dict) -> Answer:
         """No provider known: ask which one when the topic depends on it, else answer in general."""
         top = candidates[0]
-        general = [c for c in candidates if c.provider == "general"]
+        general = _best_per_cell([c for c in candidates if c.provider == "general"])  # what the user sees
         if self.kb.topics[top.topic].needs_provider:
             return self._ask_provider(top.topic, candidates, general, base)
         if top.provider == "general":
-            return self._answer(top.entry_id, None, candidates, base)
+            return self._answer(top.entry_id, None, general, base)
         same_topic = [c for c in general if c.topic == top.topic]
         return self._answer((same_topic or general)[0].entry_id, None, general, base)
 
@@ -211,15 +215,25 @@ class Assistant:
             chunk = self.chunks[(first, lang)]
             markdown += f"\n\n{self.kb.message('meanwhile_general', lang)}\n\n{render_chunk(self.kb, chunk, lang)}"
         return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown, entry_id=first,
-                      hits=self._hits(general_on_topic + candidates, lang, first), choices=tuple(choices),
+                      hits=self._hits(general, lang, first), choices=tuple(choices),
                       has_steps=bool(first and self.chunks[(first, lang)].steps),
                       extra={"topic": topic, "likely": likely[:5]}, **base)
 
-    def _decline(self, provider: str | None, candidates: list[Candidate], base: dict) -> Answer:
+    def _decline(self, provider: str | None, candidates: list[Candidate], base: dict, near: bool = False) -> Answer:
+        """A kind no, what the assistant can help with, the provider's help page, and, when the question
+        came close, the nearest entries to open with one click."""
         lang = base["language"]
         markdown = self.kb.message("decline", lang)
         if provider and provider != "general":
             p = self.kb.providers[provider]
             markdown += "\n\n" + self.kb.message("decline_support", lang, provider=p.name[lang], url=p.support_url)
-        return Answer(provider=provider, kind=Kind.DECLINE, markdown=markdown,
-                      hits=self._hits(candidates, lang) if candidates else (), **base)
+        # never a guessed provider: with none known, the nearest general advice
+        nearest = (self._allowed(candidates, provider) if provider
+                   else _best_per_cell([c for c in candidates if c.provider == "general"]))
+        choices: tuple[Choice, ...] = ()
+        if near and nearest:
+            markdown += "\n\n" + self.kb.message("decline_suggest", lang)
+            choices = tuple(Choice(self.kb.by_id[c.entry_id].title[lang], base["question"], provider, c.entry_id)
+                            for c in nearest[:self.decision.suggestions])
+        return Answer(provider=provider, kind=Kind.DECLINE, markdown=markdown, choices=choices,
+                      hits=self._hits(nearest, lang) if nearest else (), **base)

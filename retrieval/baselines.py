@@ -79,7 +79,8 @@ class MiniLMBaseline:
     def __init__(self, kb: KnowledgeBase, model_path: str | None = None):
         self.ids = _require_entries(kb)
         self.embedder = SentenceTransformerEmbedder(model_path or minilm_model_path(), name="all-MiniLM-L6-v2")
-        keys = make_keys(kb, strip_providers=False)  # the plain baseline: texts as written
+        # the plain baseline: the entries' texts as written, and nothing about what to decline
+        keys = [k for k in make_keys(kb, strip_providers=False) if k.kind != "off_topic"]
         self.vectors = VectorIndex.build(embed_keys(keys, self.embedder))
         position = {entry_id: i for i, entry_id in enumerate(self.ids)}
         self.key_entry = np.array([position[k.entry_id] for k in keys], dtype=np.int64)

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -77,6 +78,7 @@ class Outcome:
     question: DevQuestion
     answer: Answer
     labels: list[str]  # what the assistant offered, best first ("provider/topic")
+    label_of: Callable[[str], str] = lambda entry_id: entry_id  # entry id -> "provider/topic"
 
     @property
     def declined(self) -> bool:
@@ -84,12 +86,16 @@ class Outcome:
 
     @property
     def rank(self) -> int | None:
-        """1-based rank of the first acceptable answer, None when none was offered."""
+        """1-based rank of the first acceptable answer, None when none was offered. A decline counts as
+        a wrong first answer, then its suggestions rank 2, 3, 4."""
         q = self.question
         if q.expect == ASK_PROVIDER:
             return 1 if self.answer.kind is Kind.ASK_PROVIDER else None
-        if not q.in_scope or self.declined:
+        if not q.in_scope or self.answer.kind is Kind.EMPTY:
             return None
+        if self.declined:  # what it offered to open instead, after the "no" that took first place
+            offered = [self.label_of(c.entry_id) for c in self.answer.choices if c.entry_id]
+            return next((n for n, label in enumerate(offered, 2) if label in q.expect), None)
         return next((n for n, label in enumerate(self.labels, 1) if label in q.expect), None)
 
 
@@ -106,10 +112,14 @@ def offered_labels(assistant: Assistant, answer: Answer) -> list[str]:
 
 
 def run(assistant: Assistant, questions: list[DevQuestion]) -> list[Outcome]:
+    def label_of(entry_id: str) -> str:
+        e = assistant.kb.by_id[entry_id]
+        return f"{e.provider}/{e.topic}"
+
     outcomes = []
     for q in questions:
         answer = assistant.ask(q.q, provider=q.context)
-        outcomes.append(Outcome(q, answer, offered_labels(assistant, answer)))
+        outcomes.append(Outcome(q, answer, offered_labels(assistant, answer), label_of))
     return outcomes
 
 

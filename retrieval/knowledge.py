@@ -247,7 +247,7 @@ MESSAGES = {
     "step_expect": {"text"}, "step_if_not": {"text"}, "payment_help_heading": set(), "final_check": set(),
     "walk_finished": set(), "walk_resume": {"n"}, "walk_exit": set(), "related_heading": set(),
     "starters": set(), "welcome": set(), "provider_now": set(), "comment_prompt": set(),
-    "meanwhile_general": set(), "more_choices": set(),
+    "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(),
 }
 
 

@@ -102,21 +102,15 @@ with chart_right:
     st.bar_chart(share_per_day, x="day", y="share", x_label="day", y_label="share answered")
 
 st.header("Most asked / 最常见")
-topics_col, providers_col = st.columns(2)
-with topics_col:
-    st.caption("Topics / 主题")
-    topics = store.top_topics(10)
-    if topics.empty:
-        st.write("—")
-    else:
-        st.bar_chart(topics, x="topic", y="questions", horizontal=True, sort="-questions")
-with providers_col:
-    st.caption("Providers / 运营商")
-    providers = store.top_providers(10)
-    if providers.empty:
-        st.write("—")
-    else:
-        st.bar_chart(providers, x="provider", y="questions", horizontal=True, sort="-questions")
+for column, (caption, key, frame) in zip(st.columns(2), [
+        ("Topics / 主题", "topic", store.top_topics(10)),
+        ("Providers / 运营商", "provider", store.top_providers(10))], strict=True):
+    with column:
+        st.caption(caption)
+        if frame.empty:
+            st.write("—")
+        else:
+            st.bar_chart(frame, x=key, y="questions", horizontal=True, sort="-questions")
 
 st.header("Declined questions / 未能回答的问题")
 st.caption("What the knowledge base is missing: most frequent first. / 知识库待补充的内容，按出现次数排序。")

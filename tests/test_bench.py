@@ -178,17 +178,16 @@ EDGE_TEXTS = ["GV怎么充值", "how do I top up Google Voice?", "", "a", "🙂�
 
 
 @pytest.mark.model
-def test_openvino_embeddings_match_torch(real_assistant):
+def test_openvino_embeddings_match_torch(real_settings):
     import sys
 
     from retrieval.embedder import SentenceTransformerEmbedder
     from retrieval.loading import prepare_model
-    from retrieval.settings import Settings
 
-    torch_embedder = real_assistant.embedder  # the default settings: the torch backend
-    assert isinstance(torch_embedder, SentenceTransformerEmbedder) and torch_embedder.backend == "torch"
-    path = prepare_model(Settings.from_env({}))
+    path = prepare_model(real_settings)
+    torch_embedder = SentenceTransformerEmbedder(path, backend="torch")
     openvino = SentenceTransformerEmbedder(path, backend="openvino")
+    assert torch_embedder.model is not None and openvino.model is None  # no torch model behind OpenVINO
     assert (Path(path) / "openvino" / "openvino_model.xml").is_file()  # exported once, kept with the model
     assert sys.modules.get("openvino_telemetry") is None  # nothing reported anywhere
     for prompt in ("query: ", "passage: "):  # the very same tokens as sentence-transformers' own

@@ -201,3 +201,29 @@ def test_openvino_embeddings_match_torch(real_settings):
         assert ((one_by_one * reference).sum(axis=1) >= 0.999).all()
         assert ((batched * reference).sum(axis=1) >= 0.999).all()
     assert openvino.embed_queries([]).shape == (0, openvino.dim)
+
+
+@pytest.mark.model
+def test_concurrent_questions_use_the_busy_model_and_get_the_same_vectors(real_settings):
+    """A second question arriving while one is embedded runs on the throughput model: same vectors."""
+    import threading
+
+    from retrieval.embedder import SentenceTransformerEmbedder
+    from retrieval.loading import prepare_model
+
+    embedder = SentenceTransformerEmbedder(prepare_model(real_settings), backend="openvino")
+    texts = ["GV怎么充值", "how do I renew Mint", "卡被拒了怎么办", "Tello PAYG 会过期吗"] * 6
+    alone = embedder.embed_queries(texts)
+    results: dict[int, np.ndarray] = {}
+
+    def work(n: int) -> None:
+        results[n] = np.vstack([embedder.embed_queries([t]) for t in texts])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert embedder._busy_compiled is not None  # the questions overlapped, so the busy model served some
+    for vectors in results.values():
+        assert ((vectors * alone).sum(axis=1) >= 0.9999).all()

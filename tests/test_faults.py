@@ -11,13 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
 from slow_build import MOMENTS
+from timing import TooSlow, within
 
 import retrieval.index as index_module
 from retrieval.embedder import HashingEmbedder
@@ -133,24 +132,6 @@ def test_a_build_killed_part_way_leaves_a_whole_index_to_serve(first, tmp_path, 
 
 
 # -- a disk that fills up -----------------------------------------------------------------------
-class TooSlow(Exception):
-    pass
-
-
-@contextmanager
-def within(seconds: float) -> Iterator[None]:
-    def stop(_signum, _frame):
-        raise TooSlow(f"took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @pytest.fixture
 def saved(tiny_kb, embedder, tmp_path) -> tuple[Path, str, dict]:
     """An index folder holding one good index: (folder, CURRENT's content, the manifest)."""

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import re
 import shutil
-import signal
 import string
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from timing import within
 
 from retrieval.answer import Kind
 from retrieval.assistant import Assistant
@@ -49,27 +49,6 @@ def hostile(**options) -> settings:
 
 
 # -- helpers ------------------------------------------------------------------------------------
-class TooSlow(Exception):
-    pass
-
-
-@contextmanager
-def within(seconds: float, what: str) -> Iterator[None]:
-    """Fail after `seconds` instead of hanging: a timer signal interrupts even a backtracking regex."""
-    def stop(_signum, _frame):
-        raise TooSlow(f"{what} took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    except TooSlow as exc:
-        raise AssertionError(str(exc)) from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def visible(markdown: str) -> str:
     """What Markdown would read as syntax: the text with every backslash-escaped pair taken out."""
     return re.sub(r"\\.", "", markdown, flags=re.DOTALL)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from .chunks import Chunk
@@ -57,7 +57,6 @@ class Answer:
     secrets: tuple[str, ...] = ()
     from_general: bool = False
     has_steps: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def answered(self) -> bool:

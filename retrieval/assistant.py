@@ -216,8 +216,7 @@ class Assistant:
             markdown += f"\n\n{self.kb.message('meanwhile_general', lang)}\n\n{render_chunk(self.kb, chunk, lang)}"
         return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown, entry_id=first,
                       hits=self._hits(general, lang, first), choices=tuple(choices),
-                      has_steps=bool(first and self.chunks[(first, lang)].steps),
-                      extra={"topic": topic, "likely": likely[:5]}, **base)
+                      has_steps=bool(first and self.chunks[(first, lang)].steps), **base)
 
     def _decline(self, provider: str | None, candidates: list[Candidate], base: dict, near: bool = False) -> Answer:
         """A kind no, what the assistant can help with, the provider's help page, and, when the question

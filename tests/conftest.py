@@ -11,9 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from retrieval.embedder import HashingEmbedder  # noqa: E402
-from retrieval.index import build_index  # noqa: E402
+from retrieval.build.index import build_index  # noqa: E402
 from retrieval.knowledge import load_knowledge  # noqa: E402
+from retrieval.serving.embedder import HashingEmbedder  # noqa: E402
 from retrieval.settings import ROOT, Settings  # noqa: E402
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
@@ -46,7 +46,7 @@ def tiny_index(tiny_kb, embedder):
 
 @pytest.fixture
 def tiny_assistant(tiny_kb, tiny_index, embedder):
-    from retrieval.assistant import Assistant
+    from retrieval.serving.assistant import Assistant
 
     return Assistant(tiny_kb, tiny_index, embedder)
 

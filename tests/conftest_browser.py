@@ -7,8 +7,9 @@ exist once per session however many modules ask for them, so all browser tests s
 from __future__ import annotations
 
 import pytest
-from browser_helpers import LAPTOP, Server, launch_chromium, streamlit_server
 from playwright.sync_api import expect
+
+from retrieval.measure.browser import LAPTOP, Server, launch_chromium, streamlit_server
 
 # Assertions retry for up to 30 s instead of 5: the machine may be busy with other work.
 expect.set_options(timeout=30_000)

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import retrieval.index as index_module
-from retrieval.embedder import HashingEmbedder
-from retrieval.index import build_index, save_index
+import retrieval.build.index as index_module
+from retrieval.build.index import build_index, save_index
 from retrieval.knowledge import load_knowledge
+from retrieval.serving.embedder import HashingEmbedder
 
 # In the order they happen during save_index.
 MOMENTS = {

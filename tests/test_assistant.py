@@ -1,6 +1,6 @@
 """The assistant's decisions on a tiny knowledge base with a deterministic embedder."""
 
-from retrieval.answer import Kind
+from retrieval.serving.answer import Kind
 
 
 def test_answers_from_named_provider(tiny_assistant):

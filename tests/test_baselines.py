@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from retrieval import baselines
-from retrieval.baselines import BM25Baseline, MiniLMBaseline, build_baselines, minilm_model_path
-from retrieval.embedder import ModelError
 from retrieval.knowledge import Entry, KnowledgeBase, Link
+from retrieval.measure import baselines
+from retrieval.measure.baselines import BM25Baseline, MiniLMBaseline, build_baselines, minilm_model_path
+from retrieval.serving.embedder import ModelError
 
 
 def _entry(eid: str, provider: str, topic: str, title: tuple[str, str], questions: tuple[list[str], list[str]],

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.bench import (
+from retrieval.measure.bench import (
     BenchResult,
     IndexRow,
     Latency,
@@ -133,7 +133,7 @@ def test_report_without_index_rows_or_throughput():
 
 # -- the OpenVINO backend of the embedder ---------------------------------------------------------
 def test_unknown_backend_is_refused_with_the_choices():
-    from retrieval.embedder import ModelError, SentenceTransformerEmbedder
+    from retrieval.serving.embedder import ModelError, SentenceTransformerEmbedder
 
     with pytest.raises(ModelError, match="unknown backend 'onnx'.*torch, openvino"):
         SentenceTransformerEmbedder("/nonexistent", backend="onnx")
@@ -143,7 +143,7 @@ def test_openvino_export_is_redone_when_the_weights_change(tmp_path):
     import json
     import os
 
-    from retrieval.embedder import SentenceTransformerEmbedder as E
+    from retrieval.serving.embedder import SentenceTransformerEmbedder as E
 
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     (tmp_path / "config.json").write_text("{}", encoding="utf-8")
@@ -163,7 +163,7 @@ def test_openvino_export_is_redone_when_the_weights_change(tmp_path):
 
 
 def test_openvino_backend_refuses_a_model_it_cannot_reproduce(tmp_path):
-    from retrieval.embedder import ModelError, SentenceTransformerEmbedder
+    from retrieval.serving.embedder import ModelError, SentenceTransformerEmbedder
 
     (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.Transformer"}, '
                                            '{"type": "sentence_transformers.models.Pooling"}]', encoding="utf-8")
@@ -181,8 +181,8 @@ EDGE_TEXTS = ["GV怎么充值", "how do I top up Google Voice?", "", "a", "🙂�
 def test_openvino_embeddings_match_torch(real_settings):
     import sys
 
-    from retrieval.embedder import SentenceTransformerEmbedder
     from retrieval.loading import prepare_model
+    from retrieval.serving.embedder import SentenceTransformerEmbedder
 
     path = prepare_model(real_settings)
     torch_embedder = SentenceTransformerEmbedder(path, backend="torch")
@@ -208,8 +208,8 @@ def test_concurrent_questions_use_the_busy_model_and_get_the_same_vectors(real_s
     """A second question arriving while one is embedded runs on the throughput model: same vectors."""
     import threading
 
-    from retrieval.embedder import SentenceTransformerEmbedder
     from retrieval.loading import prepare_model
+    from retrieval.serving.embedder import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(prepare_model(real_settings), backend="openvino")
     texts = ["GV怎么充值", "how do I renew Mint", "卡被拒了怎么办", "Tello PAYG 会过期吗"] * 6

@@ -12,7 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_helpers import (
+from playwright.sync_api import expect
+
+from retrieval.measure.browser import (
     CHAT_INPUT,
     PHONE,
     PROGRESS,
@@ -29,7 +31,6 @@ from browser_helpers import (
     user_messages,
     walkthrough,
 )
-from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 pytest_plugins = ["conftest_browser"]  # live_server, chromium, chat_page

@@ -1,7 +1,7 @@
 """Chunks: ids come from content, so they are stable across runs and change with the text."""
 
-from retrieval.chunks import make_chunks, make_keys
 from retrieval.knowledge import load_knowledge
+from retrieval.serving.chunks import make_chunks, make_keys
 
 
 def test_one_chunk_per_entry_and_language(tiny_kb):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import convert
+from retrieval.build import convert
 
 PROJECT_MODEL = Path(__file__).resolve().parents[1] / "models" / "multilingual-e5-small"
 

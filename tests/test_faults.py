@@ -18,10 +18,8 @@ import pytest
 from slow_build import MOMENTS
 from timing import TooSlow, within
 
-import retrieval.index as index_module
-from retrieval.embedder import HashingEmbedder
-from retrieval.feedback import FeedbackError, FeedbackStore
-from retrieval.index import (
+import retrieval.build.index as index_module
+from retrieval.build.index import (
     BUILDING,
     CURRENT,
     PREFIX,
@@ -32,7 +30,9 @@ from retrieval.index import (
     save_index,
 )
 from retrieval.knowledge import SPECIAL_FILES, load_knowledge
+from retrieval.serving.embedder import HashingEmbedder
 from retrieval.settings import ROOT
+from retrieval.store.feedback import FeedbackError, FeedbackStore
 
 HELPER = Path(__file__).with_name("slow_build.py")
 QUERIES = ["gv top up", "Tello怎么充值", "my card was declined"]

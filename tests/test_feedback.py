@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retrieval import feedback
-from retrieval.feedback import SCHEMA_VERSION, FeedbackError, FeedbackStore, csv_bytes
-from retrieval.safety import luhn_ok, mask_secrets
+from retrieval.serving.safety import luhn_ok, mask_secrets
+from retrieval.store import feedback
+from retrieval.store.feedback import SCHEMA_VERSION, FeedbackError, FeedbackStore, csv_bytes
 
 CARD = "4539 1488 0343 6467"
 FIXED = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

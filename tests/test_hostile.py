@@ -18,10 +18,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from timing import within
 
-from retrieval.answer import Kind
-from retrieval.assistant import Assistant
-from retrieval.embedder import HashingEmbedder
-from retrieval.index import build_index
+from retrieval.build.index import build_index
 from retrieval.knowledge import (
     ENTRY_ID,
     LANGUAGES,
@@ -31,9 +28,12 @@ from retrieval.knowledge import (
     KnowledgeError,
     load_knowledge,
 )
-from retrieval.safety import MASK, luhn_ok, mask_secrets
+from retrieval.serving.answer import Kind
+from retrieval.serving.assistant import Assistant
+from retrieval.serving.embedder import HashingEmbedder
+from retrieval.serving.safety import MASK, luhn_ok, mask_secrets
+from retrieval.serving.text import MARKDOWN_SPECIAL, escape_markdown
 from retrieval.settings import ROOT
-from retrieval.text import MARKDOWN_SPECIAL, escape_markdown
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
 # Per call, even for 100k characters: ~0.3 s on an idle machine, room for a loaded 2-core one;

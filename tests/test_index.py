@@ -7,9 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from retrieval.embedder import HashingEmbedder
-from retrieval.index import CURRENT, IndexStoreError, VectorIndex, build_index, load_index, load_or_build, save_index
+from retrieval.build.index import (
+    CURRENT,
+    IndexStoreError,
+    VectorIndex,
+    build_index,
+    load_index,
+    load_or_build,
+    save_index,
+)
 from retrieval.knowledge import load_knowledge
+from retrieval.serving.embedder import HashingEmbedder
 
 
 def unit(rows: int, dim: int, seed: int) -> np.ndarray:
@@ -118,7 +126,7 @@ def test_missing_pointer_means_no_index(tmp_path):
 def test_failed_write_keeps_previous_index(tiny_kb, embedder, tmp_path, monkeypatch, failure):
     import errno
 
-    import retrieval.index as index_module
+    import retrieval.build.index as index_module
 
     target = tmp_path / "index"
     save_index(build_index(tiny_kb, embedder), target)

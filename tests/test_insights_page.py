@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from retrieval.feedback import FeedbackStore
+from retrieval.store.feedback import FeedbackStore
 
 # AppTest resolves a relative path against the test file, not the working directory.
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "insights.py")

@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
-from browser_helpers import (
+
+from retrieval.measure.browser import (
     APP_READY_TIMEOUT,
     ASSISTANT_MESSAGE,
     BLOCK,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.providers import ProviderFinder
+from retrieval.serving.providers import ProviderFinder
 
 
 @pytest.fixture

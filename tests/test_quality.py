@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.answer import Kind
-from retrieval.evaluate import load_dev_set, metrics, run
+from retrieval.measure.evaluate import load_dev_set, metrics, run
+from retrieval.serving.answer import Kind
 
 pytestmark = pytest.mark.model
 

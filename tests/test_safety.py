@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.safety import luhn_ok, mask_secrets
+from retrieval.serving.safety import luhn_ok, mask_secrets
 
 CARDS = ["4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111", "5500 0000 0000 0004",
          "378282246310005", "6212 3456 7890 1234 563"]

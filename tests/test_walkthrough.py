@@ -1,6 +1,6 @@
 """The walkthrough: one step at a time, back and forth, troubleshooting, and a final check."""
 
-from retrieval.walkthrough import Walkthrough, can_walk, view
+from retrieval.serving.walkthrough import Walkthrough, can_walk, view
 
 
 def test_progress_and_navigation(tiny_kb):

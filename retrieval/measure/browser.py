@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-ROOT = Path(__file__).resolve().parent.parent
+from retrieval.settings import ROOT  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 # The project's virtualenv when there is one, so a caller running another interpreter still gets streamlit.
 PYTHON = ROOT / ".venv" / "bin" / "python" if (ROOT / ".venv" / "bin" / "python").exists() else Path(sys.executable)
@@ -59,7 +60,7 @@ class ServerError(RuntimeError):
 
 
 class Server(NamedTuple):
-    """A running server. (A NamedTuple, not a dataclass: the bench loads this file without a module name.)"""
+    """A running server. (A NamedTuple: a plain record.)"""
 
     url: str
     feedback_db: Path

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .answer import render_chunk
-from .chunks import entry_chunk
-from .knowledge import KnowledgeBase
+from retrieval.knowledge import KnowledgeBase
+from retrieval.serving.answer import render_chunk
+from retrieval.serving.chunks import entry_chunk
 
 
 @dataclass(frozen=True)

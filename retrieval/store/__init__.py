@@ -1,0 +1,1 @@
+"""Store: what is kept of questions and feedback."""

@@ -110,7 +110,7 @@ if state.pending:
     interaction = store.log_interaction(
         session_id=state.session_id, question=answer.question, language=answer.language,
         provider=answer.provider, kind=answer.kind.value, entry_id=answer.entry_id,
-        topic=top.topic if top and answer.entry_id else None, answered=answer.kind is Kind.ANSWER,
+        topic=top.topic if top and answer.entry_id else None, answered=answer.answered,
         score=top.score if top else None)
     state.messages.append({"id": new_id(), "role": "assistant", "answer": answer, "interaction": interaction})
 

@@ -441,3 +441,15 @@ def test_csv_is_excel_friendly_and_defuses_formulas(known):
 
 def test_csv_of_nothing_is_just_the_header():
     assert csv_bytes(pd.DataFrame(columns=["a", "b"])).decode("utf-8-sig").strip() == "a,b"
+
+
+def test_conversation_round_trip_masks_secrets_and_replaces(tmp_path):
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    store.save_conversation("c1", {"messages": [{"role": "user", "text": "card 4111 1111 1111 1111"}], "step": 2})
+    saved = store.load_conversation("c1")
+    assert saved["step"] == 2 and "4111" not in saved["messages"][0]["text"]
+    store.save_conversation("c1", {"step": 3})
+    assert store.load_conversation("c1") == {"step": 3}
+    assert store.load_conversation("unknown") is None
+    with pytest.raises(ValueError):
+        store.save_conversation("", {})

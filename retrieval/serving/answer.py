@@ -15,6 +15,12 @@ class Kind(StrEnum):
     CLARIFY = "clarify"             # two entries are too close to call
     DECLINE = "decline"             # out of scope, or too unsure
     EMPTY = "empty"                 # nothing was asked
+    SMALL_TALK = "small_talk"       # hello, thanks, who are you: a short friendly answer
+    NOT_UNDERSTOOD = "not_understood"  # gibberish: "I didn't understand"
+
+
+# Kinds that do not help the user with what they asked: counted as unanswered everywhere.
+UNANSWERED = frozenset({Kind.DECLINE, Kind.EMPTY, Kind.NOT_UNDERSTOOD})
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Answer:
     provider: str | None
     kind: Kind
     markdown: str
+    topic: str | None = None       # what the answer is about; a follow-up "what about X?" keeps it
     hits: tuple[Hit, ...] = ()
     entry_id: str | None = None
     choices: tuple[Choice, ...] = ()
@@ -60,14 +67,16 @@ class Answer:
 
     @property
     def answered(self) -> bool:
-        return self.kind in (Kind.ANSWER, Kind.ASK_PROVIDER, Kind.CLARIFY)
+        """The one definition, used by the command line, the page and the store: anything but a decline,
+        an empty question or gibberish. `kind` says which (an answer, an ask-back, "did you mean", small talk)."""
+        return self.kind not in UNANSWERED
 
     def to_json(self) -> dict:
         """The contract's JSON line, plus a few fields of our own."""
         return {
             "question": self.question, "language": self.language, "provider": self.provider,
             "answered": self.answered, "hits": [h.to_json() for h in self.hits],
-            "answer": self.markdown, "kind": self.kind.value, "entry_id": self.entry_id,
+            "answer": self.markdown, "kind": self.kind.value, "topic": self.topic, "entry_id": self.entry_id,
             "choices": [c.__dict__ for c in self.choices], "notices": list(self.notices),
         }
 

@@ -84,8 +84,10 @@ class Assistant:
         self.chunks: dict[tuple[str, str], Chunk] = {(c.entry_id, c.language): c for c in index.chunks}
 
     # -- the one public question path -------------------------------------------------------
-    def ask(self, question: str, provider: str | None = None, language: str | None = None) -> Answer:
-        """Answer `question`; `provider` is the one carried from earlier, `language` the user's choice."""
+    def ask(self, question: str, provider: str | None = None, language: str | None = None,
+            topic: str | None = None) -> Answer:
+        """Answer `question`; `provider` is the one carried from earlier, `language` the user's choice,
+        `topic` the previous answer's topic (so "what about Mint?" keeps it)."""
         if not isinstance(question, str):
             question = "" if question is None else str(question)
         masked = mask_secrets(question)
@@ -173,7 +175,7 @@ class Assistant:
                       kind=Kind.ANSWER, markdown=markdown, hits=self._hits(candidates or [], lang, entry_id)
                       if candidates else self._entry_hit(entry_id, lang), entry_id=entry_id,
                       related=self._related(entry_id, lang), from_general=from_general,
-                      has_steps=bool(chunk.steps), **base)
+                      has_steps=bool(chunk.steps), topic=entry.topic, **base)
 
     def _entry_hit(self, entry_id: str, language: str) -> tuple[Hit, ...]:
         e, chunk = self.kb.by_id[entry_id], self.chunks[(entry_id, language)]
@@ -214,7 +216,7 @@ class Assistant:
         if first:  # general advice now; the exact steps once they say which provider
             chunk = self.chunks[(first, lang)]
             markdown += f"\n\n{self.kb.message('meanwhile_general', lang)}\n\n{render_chunk(self.kb, chunk, lang)}"
-        return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown, entry_id=first,
+        return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown, entry_id=first, topic=topic,
                       hits=self._hits(general, lang, first), choices=tuple(choices),
                       has_steps=bool(first and self.chunks[(first, lang)].steps), **base)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
@@ -54,6 +55,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             rating         INTEGER NOT NULL CHECK (rating IN (0, 1)),
             comment        TEXT,                 -- secrets masked, at most MAX_TEXT_CHARS
             rated_at       TEXT NOT NULL         -- UTC, ISO 8601
+        )""",
+    ),
+    (
+        # What the page needs to restore a conversation after a reload: the messages shown (secrets
+        # already masked) and the walkthrough step, as JSON, under the id kept in the page's URL.
+        """CREATE TABLE conversations (
+            id         TEXT PRIMARY KEY,
+            updated_at TEXT NOT NULL,            -- UTC, ISO 8601
+            data       TEXT NOT NULL             -- JSON object
         )""",
     ),
 )
@@ -215,6 +225,40 @@ class FeedbackStore:
                 " rating = excluded.rating, comment = excluded.comment, rated_at = excluded.rated_at", row)
 
         self._write(upsert)
+
+    def save_conversation(self, conversation_id: str, data: dict) -> None:
+        """Keep a conversation's state (a JSON-serialisable dict) under its id, replacing the last copy.
+
+        Text in it is masked again here, so a card number typed into the page never reaches the disk."""
+        if not isinstance(conversation_id, str) or not 1 <= len(conversation_id) <= 64:
+            raise ValueError(f"conversation_id must be text of 1 to 64 characters, got {conversation_id!r}")
+        payload = mask_secrets(json.dumps(data, ensure_ascii=False)).text
+        row = (conversation_id, self._now(), payload)
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO conversations (id, updated_at, data) VALUES (?, ?, ?)"
+                         " ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, data = excluded.data",
+                         row)
+
+        self._write(upsert)
+
+    def load_conversation(self, conversation_id: str) -> dict | None:
+        """The state last saved under `conversation_id`, or None when there is none (or it is unreadable)."""
+        if not isinstance(conversation_id, str) or not 1 <= len(conversation_id) <= 64:
+            return None
+
+        def attempt() -> list[tuple]:
+            with self._connect() as conn:
+                return conn.execute("SELECT data FROM conversations WHERE id = ?", (conversation_id,)).fetchall()
+
+        rows = self._retry(attempt)
+        if not rows:
+            return None
+        try:
+            data = json.loads(rows[0][0])
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     # -- reading, for the insights page ----------------------------------------------------
     def questions_per_day(self) -> pd.DataFrame:

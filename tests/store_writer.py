@@ -8,11 +8,21 @@ Questions are "NAME question N" under session NAME, rated N % 2. Writes that wai
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+from retrieval.settings import ROOT
 from retrieval.store.feedback import FeedbackStore
+
+
+def start_writers(where: Path | str, count: int, names: tuple[str, ...] = ("a", "b")) -> list[subprocess.Popen]:
+    """One writer process per name, started at once; their output is on .stdout (text)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return [subprocess.Popen([sys.executable, __file__, str(where), name, str(count)], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in names]
 
 
 def main(where: str, name: str, count: int) -> int:

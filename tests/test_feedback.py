@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import sqlite3
 import stat
-import subprocess
-import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -23,10 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, inspect, text
+from store_writer import start_writers
 
 from retrieval.serving.answer import Kind
 from retrieval.serving.safety import luhn_ok, mask_secrets
-from retrieval.settings import ROOT, Settings
+from retrieval.settings import Settings
 from retrieval.store import feedback, open_store, queries
 from retrieval.store.database import locate
 from retrieval.store.feedback import SCHEMA_VERSION, FeedbackStore, storable
@@ -380,19 +378,10 @@ def test_eight_threads_writing_lose_nothing(make, where):
     assert queries.feedback_by_provider(store)["ratings"].tolist() == [total]
 
 
-WRITER = Path(__file__).with_name("store_writer.py")
-
-
-def writers(where: Path | str, count: int, names=("a", "b")) -> list[subprocess.Popen]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return [subprocess.Popen([sys.executable, str(WRITER), str(where), name, str(count)], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for name in names]
-
-
 def test_two_processes_writing_at_once_lose_nothing_and_duplicate_nothing(make, where):
     # PostgreSQL syncs every commit to disk (about 6 ms here), so fewer there: 2,400 writes instead of 4,800.
     each = 1200 if isinstance(where, Path) else 600
-    procs = writers(where, each)  # both create and migrate the database as they start
+    procs = start_writers(where, each)  # both create and migrate the database as they start
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], outputs
     assert raw(where, "SELECT COUNT(*), COUNT(DISTINCT question) FROM interactions") == [(2 * each, 2 * each)]

@@ -35,6 +35,8 @@ T = TypeVar("T")
 # the handler cannot wait out (WAL recovery after a crash), and a PostgreSQL server that is restarting.
 BUSY_TIMEOUT_S = 5.0
 RETRY_FOR_S = 15.0
+# Opening waits less: the page must come up even when the database does not, and the store keeps trying.
+OPEN_FOR_S = 3.0
 CONNECT_TIMEOUT_S = 5
 # Held for the whole migration, so two processes starting at once do not both migrate.
 PG_MIGRATION_LOCK = 0x70707570
@@ -155,17 +157,17 @@ class Database:
         self.engine.dispose()
 
     # -- opening --------------------------------------------------------------------------------
-    def open(self) -> Path | None:
+    def open(self, budget: float = OPEN_FOR_S) -> Path | None:
         """Make the database ready to use: returns where a damaged SQLite file was moved, if it was."""
         moved = None
         if self.location.path is not None:
             self._prepare_file(self.location.path)
-            problem = self._retry(self._integrity_problem, RETRY_FOR_S)
+            problem = self._retry(self._integrity_problem, budget)
             if problem is not None:
                 moved = self._move_aside(problem)
                 self.engine.dispose()  # connections still open on the old file must not be reused
                 self._prepare_file(self.location.path)
-        self._retry(self._migrate, RETRY_FOR_S)
+        self._retry(self._migrate, budget)
         return moved
 
     def damaged_copies(self) -> list[Path]:
@@ -253,8 +255,9 @@ class Database:
                 for step in range(version, SCHEMA_VERSION):
                     for statement in migration(step, self.dialect):
                         conn.exec_driver_sql(statement)
-                if version != SCHEMA_VERSION:
-                    self._set_version(conn, SCHEMA_VERSION)
+                # Written even when unchanged: a database that takes no writes (read-only, full) says so now,
+                # when the store opens, rather than at the first question.
+                self._set_version(conn, SCHEMA_VERSION)
 
     def _version(self, conn: Connection) -> int:
         # SQLite keeps it in the file's header; PostgreSQL in a table of one row. The migration lock makes a
@@ -298,6 +301,9 @@ class Database:
                     time.sleep(delay * (1 + random.random()))  # jitter, so waiting threads do not retry in step
                     delay = min(delay * 2, 0.5)
                     continue
+                # Connections opened while the file was read-only (or the server was another) keep that view:
+                # the next try starts with new ones.
+                self.engine.dispose()
                 raise StoreUnavailable(self._explain(problem, e, budget), damaged=problem is Problem.DAMAGED) from e
 
     def _explain(self, problem: Problem, error: BaseException, budget: float) -> str:

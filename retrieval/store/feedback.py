@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from retrieval.serving.answer import UNANSWERED, Kind
 from retrieval.serving.safety import mask_secrets
 from retrieval.settings import Settings
-from retrieval.store.database import RETRY_FOR_S, Database, StoreError, StoreUnavailable, locate
+from retrieval.store.database import OPEN_FOR_S, RETRY_FOR_S, Database, StoreError, StoreUnavailable, locate
 from retrieval.store.schema import SCHEMA_VERSION, conversations, feedback, interactions
 
 __all__ = ["KINDS", "MAX_QUEUED", "MAX_TEXT_CHARS", "SCHEMA_VERSION", "FeedbackError", "FeedbackStore",
@@ -45,6 +45,7 @@ MAX_QUEUED = 1000
 # The background writer's first retry after a failure, doubling up to RETRY_MAX_S while the database stays away.
 RETRY_EVERY_S = 1.0
 RETRY_MAX_S = 30.0
+DROPPED = 0  # a stand-in id's entry once its question was dropped (real ids start at 1)
 FeedbackError = StoreError  # the name the pages have always caught
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -156,7 +157,7 @@ class FeedbackStore:
         self._lock = threading.Lock()         # the queue, the stand-in ids and the state below
         self._flushing = threading.Lock()     # one writer of the queue at a time
         self._queue: deque[_Write] = deque()
-        self._resolved: OrderedDict[int, int | None] = OrderedDict()  # stand-in id -> real id (None: dropped)
+        self._resolved: OrderedDict[int, int | None] = OrderedDict()  # stand-in id -> real id, None: waiting
         self._next_ref = 0
         self._problem: str | None = None
         self._needs_open = True
@@ -303,7 +304,7 @@ class FeedbackStore:
         with self._flushing:
             try:
                 if self._needs_open:
-                    self._open()
+                    self._open(budget=0)
                 while True:
                     with self._lock:
                         if not self._queue:
@@ -334,7 +335,11 @@ class FeedbackStore:
                     raise ValueError(f"unknown interaction_id {interaction_id}: log_interaction returns the ids"
                                      " to use")
                 real = self._resolved.get(interaction_id)
-            if real is None:  # still waiting (or dropped): wait behind it
+            if real == DROPPED:
+                with self._lock:
+                    self.dropped += 1
+                return
+            if real is None:  # still waiting: wait behind it
                 write.ref = interaction_id
                 self._enqueue(write)
                 return
@@ -359,7 +364,7 @@ class FeedbackStore:
         if write.ref is not None and write.what != "interaction":
             with self._lock:
                 real = self._resolved.get(write.ref)
-            if real is None:
+            if not real:
                 raise ValueError(f"the question it belongs to (stand-in id {write.ref}) was dropped")
             values = {**values, "interaction_id": real}
         result = self.db.run(lambda conn: STATEMENTS[write.what](conn, values), write=True, budget=budget)
@@ -378,10 +383,13 @@ class FeedbackStore:
                         self._queue.remove(waiting)
             self._queue.append(write)
             while len(self._queue) > MAX_QUEUED:
-                self._queue.popleft()
+                oldest = self._queue.popleft()
+                if oldest.what == "interaction":
+                    self._resolved[oldest.ref] = DROPPED  # its rating, if one comes, is dropped with it
                 self.dropped += 1
-                log.error("The feedback database %s has been unavailable for %d writes; the oldest waiting write"
-                          " is dropped (%d so far).", self.where, MAX_QUEUED, self.dropped)
+                if self.dropped % 100 == 1:
+                    log.error("The feedback database %s has been unavailable for %d writes; the oldest waiting"
+                              " writes are dropped (%d so far).", self.where, MAX_QUEUED, self.dropped)
         self._start_writer()
 
     def _went_down(self, error: StoreError) -> None:
@@ -417,10 +425,10 @@ class FeedbackStore:
                 if self._problem is not None:
                     self._retry_in = min(self._retry_in * 2, RETRY_MAX_S)
 
-    def _open(self) -> None:
+    def _open(self, budget: float = OPEN_FOR_S) -> None:
         if self.db is None:
             raise StoreUnavailable(self._problem or "The feedback database cannot be used.")
-        moved = self.db.open()
+        moved = self.db.open(budget)
         if moved is not None:
             self.recovered_from = moved
         self._needs_open = False

@@ -39,10 +39,10 @@ def main(where: str, name: str, count: int) -> int:
     deadline = time.monotonic() + 120
     while store.flush() and time.monotonic() < deadline:
         time.sleep(0.2)
-    left, dropped = store.queued, store.dropped
+    left, dropped, retries = store.queued, store.dropped, store.db.retries
     store.close()
-    print(f"{name}: {count} questions, {waited} waited in memory, {left} still waiting, {dropped} dropped",
-          flush=True)
+    print(f"{name}: {count} questions, {retries} transactions retried, {waited} waited in memory, {left} still"
+          f" waiting, {dropped} dropped", flush=True)
     return 1 if left or dropped else 0
 
 

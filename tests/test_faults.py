@@ -6,6 +6,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -460,5 +461,7 @@ def test_a_server_restart_mid_write_loses_nothing_and_duplicates_nothing(own_pos
     assert len(questions) == len(set(questions)) == 2 * each
     assert sorted(questions) == sorted(f"{name} question {n}" for name in "ab" for n in range(each))
     assert all(rating == int(q.rsplit(" ", 1)[1]) % 2 for q, rating in rows)
+    retried = [int(re.search(r"(\d+) transactions retried", out).group(1)) for out in outputs]
+    assert sum(retried) > 0, outputs  # the restart did interrupt writes
     with capsys.disabled():
         print("\n" + " / ".join(o.strip().splitlines()[-1] for o in outputs))

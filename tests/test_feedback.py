@@ -390,6 +390,18 @@ def test_two_processes_writing_at_once_lose_nothing_and_duplicate_nothing(make, 
     assert raw(where, "SELECT COUNT(*), SUM(rating) FROM feedback") == [(2 * each, each)]
 
 
+def test_a_write_retried_after_its_commit_was_lost_is_stored_once(make, where):
+    """A server that restarts between COMMIT and its reply: the store cannot know the row is in, and tries again."""
+    store = make()
+    values = dict(asked_at="2025-01-01T00:00:00.000+00:00", session_id="s", question="q", language="en",
+                  provider=None, kind="answer", entry_id=None, topic=None, answered=1, score=None,
+                  write_key="the-same-key")
+    first = store.db.run(lambda conn: feedback._insert_interaction(conn, values), write=True)
+    again = store.db.run(lambda conn: feedback._insert_interaction(conn, values), write=True)
+    assert first == again == 1
+    assert raw(where, "SELECT COUNT(*) FROM interactions") == [(1,)]
+
+
 def test_a_briefly_locked_database_is_waited_for(tmp_path, monkeypatch):
     from retrieval.store import database
 

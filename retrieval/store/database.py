@@ -144,6 +144,7 @@ class Database:
         self.location = location
         self.clock = clock
         self.engine = self._engine()
+        self.retries = 0  # transactions tried again after a passing problem (a lock, a lost connection)
 
     @property
     def dialect(self) -> str:
@@ -298,6 +299,7 @@ class Database:
                 if problem is None:
                     raise
                 if problem is Problem.PASSING and time.monotonic() < deadline:
+                    self.retries += 1
                     time.sleep(delay * (1 + random.random()))  # jitter, so waiting threads do not retry in step
                     delay = min(delay * 2, 0.5)
                     continue

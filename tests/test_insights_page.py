@@ -5,20 +5,36 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import streamlit as st
+from playwright.sync_api import expect
 from streamlit import config as st_config
 from streamlit.runtime.secrets import Secrets
 from streamlit.testing.v1 import AppTest
 
 from retrieval import operator
+from retrieval.measure.browser import (
+    APP_READY_TIMEOUT,
+    CHAT_INPUT,
+    LAPTOP,
+    after_run,
+    ask,
+    open_chat,
+    runs,
+    wait_for_run,
+)
 from retrieval.store import feedback as feedback_module
 from retrieval.store.feedback import FeedbackStore
 
-pytest_plugins = ["conftest_postgres"]  # postgres_url
+pytest_plugins = ["conftest_postgres", "conftest_browser"]  # postgres_url; live_server, chromium, chat_page
+CSV_LIFETIME_S = 30  # pages/insights.py: how long the CSV's link lives
 
 # AppTest resolves a relative path against the test file, not the working directory.
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,3 +324,46 @@ def test_a_store_that_cannot_be_opened_is_explained_not_a_crash(tmp_path, monkey
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert str(blocker / "fb.sqlite3") in errors and "ASSISTANT_FEEDBACK_DB" in errors
+
+
+# -- in a real browser, on the real server -------------------------------------------------------
+def open_insights(page, url: str) -> None:
+    before = runs(page).finished
+    page.goto(f"{url}/insights", wait_until="domcontentloaded", timeout=APP_READY_TIMEOUT * 1000)
+    wait_for_run(page, before, timeout=APP_READY_TIMEOUT)
+
+
+@pytest.mark.browser
+def test_users_see_no_link_to_the_insights_page_but_its_url_works(chat_page, live_server):
+    page = chat_page
+    open_chat(page, live_server.url)
+    expect(page.locator('[data-testid="stSidebarNav"]')).to_have_count(0)
+    expect(page.get_by_text("Insights", exact=False)).to_have_count(0)
+    open_insights(page, live_server.url)
+    expect(page.get_by_label(re.compile("Operator password"))).to_be_visible()
+    expect(page.locator(CHAT_INPUT)).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_the_csv_link_needs_the_session_and_dies_soon_after(chromium, live_server):
+    context = chromium.new_context(viewport=LAPTOP, locale="en-US", accept_downloads=True)
+    context.set_default_timeout(60_000)
+    try:
+        page = context.new_page()
+        open_chat(page, live_server.url)
+        ask(page, "How do I top up Google Voice?")  # something to export
+        open_insights(page, live_server.url)
+        password = page.get_by_label(re.compile("Operator password"))
+        password.fill(live_server.password)
+        after_run(page, page.get_by_role("button", name=re.compile("Sign in")).click)
+        with page.expect_download() as download:
+            page.get_by_role("button", name=re.compile("Download all as CSV")).click()
+        link = download.value.url
+        assert "/media/" in link and Path(download.value.path()).read_bytes().startswith("\ufeff".encode())
+    finally:
+        context.close()  # the operator leaves
+    time.sleep(CSV_LIFETIME_S + 5)
+    # Anyone who got hold of the link (a proxy's log, the browser's history) gets nothing now.
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(link, timeout=10)
+    assert gone.value.code == 404

@@ -10,6 +10,8 @@ import logging
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +26,7 @@ from store_writer import start_writers
 
 from retrieval.serving.answer import Kind
 from retrieval.serving.safety import luhn_ok, mask_secrets
-from retrieval.settings import Settings
+from retrieval.settings import ROOT, Settings
 from retrieval.store import feedback, open_store, queries
 from retrieval.store.database import locate
 from retrieval.store.feedback import SCHEMA_VERSION, FeedbackStore, storable
@@ -196,6 +198,13 @@ def test_one_store_per_database_for_the_whole_process(tmp_path, postgres_url):
     store.close()
     open_store(sqlite_settings).close()
     feedback._stores.clear()
+
+
+def test_the_write_path_does_not_need_pandas():
+    code = ("import sys; from retrieval.store import open_store, FeedbackStore; "
+            "print('pandas' in sys.modules, 'retrieval.store.queries' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stderr
 
 
 def test_a_url_of_another_kind_is_said_so_and_the_store_still_made():

@@ -6,12 +6,17 @@ import datetime as dt
 import hashlib
 import re
 import string
-from collections.abc import Callable
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import urlparse
 
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
+from pydantic import field_validator as check
+from pydantic_core import PydanticCustomError
 
 LANGUAGES = ("zh", "en")
 CATALOG_FILE = "catalog.yaml"
@@ -22,6 +27,12 @@ PROVIDER_KINDS = ("general", "virtual_number", "retired_voip", "business_phone",
 PROVIDER_STATUSES = ("active", "retired")
 ENTRY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 URL = re.compile(r"^https://[^\s]+$")
+DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")
+SOURCE_KINDS = ("official", "official community", "reseller", "third-party")
+# "<url> (<kind>, <date>)": the date is the one the cited page shows, never the day someone read it.
+SOURCE = re.compile(r"^(?P<url>https?://\S+) \((?P<kind>[a-z -]+), (?P<date>\d{4}(?:-\d{2}){0,2}|undated)\)$")
+SOURCE_GRAMMAR = (f"expected '<url> (<kind>, <date>)' with kind one of {', '.join(SOURCE_KINDS)} "
+                  "and date YYYY-MM-DD, YYYY-MM, YYYY or undated (the date the page shows)")
 
 
 class KnowledgeError(Exception):
@@ -34,6 +45,7 @@ class KnowledgeError(Exception):
         super().__init__(f"the knowledge base has {len(errors)} error(s):\n{shown}{more}")
 
 
+# -- the records other modules use ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
     do: str
@@ -62,6 +74,46 @@ class Provider:
     status: str
     aliases: tuple[str, ...]
     support_url: str
+    domains: tuple[str, ...] = ()  # the provider's own web domains: a source elsewhere is not its own word
+
+    def owns(self, url: str) -> bool:
+        host = (urlparse(url).hostname or "").lower()
+        return any(host == d or host.endswith("." + d) for d in self.domains)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One cited page: `date` is what the page shows (YYYY-MM-DD, YYYY-MM, YYYY) or 'undated'."""
+
+    url: str
+    kind: str
+    date: str
+
+    @property
+    def latest_day(self) -> dt.date | None:
+        """The last day the page's date can mean: a page dated only '2024' may be from 31 December 2024."""
+        if self.date == "undated":
+            return None
+        parts = [int(p) for p in self.date.split("-")]
+        if len(parts) == 1:
+            return dt.date(parts[0], 12, 31)
+        if len(parts) == 2:
+            following = dt.date(parts[0] + parts[1] // 12, parts[1] % 12 + 1, 1)
+            return following - dt.timedelta(days=1)
+        return dt.date(*parts)
+
+
+def parse_source(text: str) -> Source | None:
+    """A source string read by the grammar; None when it does not follow it."""
+    m = SOURCE.match(text)
+    if not m or m["kind"] not in SOURCE_KINDS:
+        return None
+    source = Source(m["url"], m["kind"], m["date"])
+    try:
+        source.latest_day  # noqa: B018  (2026-13 or 2026-02-30 is not a date)
+    except ValueError:
+        return None
+    return source
 
 
 @dataclass(frozen=True)
@@ -78,6 +130,11 @@ class Entry:
     sources: tuple[str, ...]
     related: tuple[str, ...] = ()
     file: str = ""
+
+    def oldest_source(self) -> Source | None:
+        """The dated source whose page is oldest, if any source shows a date."""
+        dated = [s for s in map(parse_source, self.sources) if s and s.latest_day]
+        return min(dated, key=lambda s: s.latest_day, default=None)
 
 
 @dataclass(frozen=True)
@@ -118,65 +175,266 @@ class KnowledgeBase:
         return [cell for cell in self.required_cells() if cell not in have]
 
 
-class _Errors:
-    """Collects problems so one run reports all of them."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, file: str, entry: str, fld: str, message: str) -> None:
-        self.items.append(f"{file}: {entry}: {fld}: {message}")
+# -- the schema of the files ------------------------------------------------------------------------
+def _fail(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)  # without a context, pydantic leaves {braces} in the text alone
 
 
-class _Reader:
-    """Checks the shape of one YAML document, recording errors against a file and entry."""
+def _text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, type(None))):
+        raise _fail("text", f"expected text, got {type(value).__name__}")
+    if value is None or not str(value).strip():
+        raise _fail("text", "empty text")
+    return str(value).strip()
 
-    def __init__(self, errors: _Errors, file: str):
-        self.errors, self.file = errors, file
 
-    def err(self, entry: str, fld: str, message: str) -> None:
-        self.errors.add(self.file, entry, fld, message)
+def _non_empty(message: str):
+    def needs_items(items: tuple) -> tuple:
+        if not items:
+            raise _fail("empty", message)
+        return items
+    return needs_items
 
-    def mapping(self, value: Any, entry: str, fld: str, allowed: set[str], required: set[str]) -> dict | None:
-        if not isinstance(value, dict):
-            self.err(entry, fld, f"expected a mapping, got {type(value).__name__}")
-            return None
-        for key in value:
-            if key not in allowed:
-                self.err(entry, f"{fld}.{key}" if fld else str(key),
-                         f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        for key in sorted(required - set(value)):
-            self.err(entry, f"{fld}.{key}" if fld else key, "missing")
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+        raise _fail("date", f"expected a date YYYY-MM-DD, got {value!r}")
+    return value
+
+
+def _https(value: str) -> str:
+    if not URL.match(value):
+        raise _fail("url", f"not an https URL: {value!r}")
+    return value
+
+
+def _source(value: str) -> str:
+    if parse_source(value) is None:
+        raise _fail("source", f"{value!r}: {SOURCE_GRAMMAR}")
+    return value
+
+
+def _domain(value: str) -> str:
+    if not DOMAIN.match(value):
+        raise _fail("domain", f"{value!r} is not a bare domain like tello.com")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+Texts = Annotated[tuple[Text, ...], AfterValidator(_non_empty("expected a non-empty list"))]
+HttpsUrl = Annotated[Text, AfterValidator(_https)]
+T = TypeVar("T")
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class PerLanguage(Schema, Generic[T]):
+    """A value given once per language: {zh: ..., en: ...}."""
+
+    zh: T
+    en: T
+
+
+class StepSchema(Schema):
+    do: Text
+    expect: Text = ""
+    if_not: Text = ""
+
+
+def _step(value: Any) -> Any:
+    return {"do": value} if isinstance(value, str) else value  # a bare string is a step with only `do`
+
+
+Steps = Annotated[tuple[Annotated[StepSchema, BeforeValidator(_step)], ...],
+                  AfterValidator(_non_empty("empty step list"))]
+
+
+class LinkSchema(Schema):
+    title: Text
+    url: HttpsUrl
+
+
+class EntrySchema(Schema):
+    id: str
+    topic: str
+    checked: Annotated[dt.date, BeforeValidator(_date)]
+    title: PerLanguage[Text]
+    questions: PerLanguage[Texts]
+    answer: PerLanguage[Text]
+    steps: PerLanguage[Steps] | None = None
+    links: Annotated[tuple[LinkSchema, ...], AfterValidator(_non_empty("expected at least one official link"))]
+    sources: Annotated[tuple[Annotated[Text, AfterValidator(_source)], ...],
+                       AfterValidator(_non_empty("expected at least one source"))]
+    related: Texts = ()
+
+    @check("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not ENTRY_ID.match(value):
+            raise _fail("id", "use lowercase letters, digits and single hyphens")
         return value
 
-    def text(self, value: Any, entry: str, fld: str) -> str:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            self.err(entry, fld, "empty text")
-            return ""
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            self.err(entry, fld, f"expected text, got {type(value).__name__}")
-            return ""
-        return str(value).strip()
+    @check("topic")
+    @classmethod
+    def _topic(cls, value: str, info: ValidationInfo) -> str:
+        if value not in (info.context or {}).get("topics", ()):
+            raise _fail("topic", f"unknown topic {value!r}")
+        return value
 
-    def per_language(self, value: Any, entry: str, fld: str, read: Callable[[Any, str], Any]) -> dict[str, Any]:
-        """A value given once per language: {zh: ..., en: ...}."""
-        out: dict[str, Any] = {}
-        if self.mapping(value, entry, fld, set(LANGUAGES), set()) is None:
-            return out
-        for lang in LANGUAGES:
-            if lang not in value:
-                self.err(entry, f"{fld}.{lang}", "missing language")
-            else:
-                out[lang] = read(value[lang], f"{fld}.{lang}")
-        return out
-
-    def text_list(self, value: Any, entry: str, fld: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value:
-            self.err(entry, fld, "expected a non-empty list")
-            return ()
-        return tuple(self.text(v, entry, f"{fld}[{i}]") for i, v in enumerate(value))
+    @check("steps")
+    @classmethod
+    def _same_steps(cls, value: PerLanguage | None) -> PerLanguage | None:
+        if value is not None and len(value.zh) != len(value.en):
+            raise _fail("steps", "the languages have different numbers of steps")
+        return value
 
 
+class ProviderSchema(Schema):
+    id: Text
+    name: PerLanguage[Text]
+    kind: Literal[PROVIDER_KINDS]  # type: ignore[valid-type]
+    status: Literal[PROVIDER_STATUSES]  # type: ignore[valid-type]
+    aliases: tuple[Text, ...] = ()
+    support_url: HttpsUrl
+    domains: tuple[Annotated[Text, AfterValidator(_domain)], ...] = ()
+
+    @check("id")
+    @classmethod
+    def _known(cls, value: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get("providers", ())
+        if value not in known:
+            raise _fail("provider", f"unknown provider {value!r} (known: {', '.join(known)})")
+        return value
+
+
+class ProviderFile(Schema):
+    provider: ProviderSchema
+    entries: Annotated[tuple[EntrySchema, ...], AfterValidator(_non_empty("expected a non-empty list of entries"))]
+
+
+class TopicSchema(Schema):
+    id: Text
+    name: PerLanguage[Text]
+    needs_provider: Annotated[bool, BeforeValidator(lambda v: v if isinstance(v, bool) else _fail_bool())]
+
+
+def _fail_bool() -> bool:
+    raise _fail("bool", "expected true or false")
+
+
+class CatalogFile(Schema):
+    providers: Texts
+    topics: tuple[TopicSchema, ...]
+    required_topics: dict[str, Texts] = {}
+    name_suffixes: Texts = ()
+
+    @check("required_topics")
+    @classmethod
+    def _required(cls, value: dict[str, tuple[str, ...]], info: ValidationInfo) -> dict[str, tuple[str, ...]]:
+        providers = set(info.data.get("providers", ()))
+        topics = {t.id for t in info.data.get("topics", ())}
+        for key, names in value.items():
+            if key != "every_provider" and key not in providers:
+                raise _fail("required", f"{key!r} is neither every_provider nor a provider id")
+            for name in names:
+                if name not in topics:
+                    raise _fail("required", f"required_topics.{key}: unknown topic {name!r}")
+        return value
+
+
+class MessagesFile(Schema):
+    messages: dict[str, PerLanguage[Text]]
+
+
+class OutOfScopeFile(Schema):
+    out_of_scope: PerLanguage[Texts]
+
+
+# -- turning pydantic's errors into "file: entry: field: message" ---------------------------------------
+PLAIN_MESSAGES = {
+    "missing": "missing",
+    "literal_error": "{input!r} is not one of {expected}",
+    "dict_type": "expected a mapping, got {type}",
+    "model_type": "expected a mapping, got {type}",
+    "model_attributes_type": "expected a mapping, got {type}",
+    "tuple_type": "expected a list, got {type}",
+    "list_type": "expected a list, got {type}",
+    "string_type": "expected text, got {type}",
+}
+
+
+def _unwrap(tp: Any) -> Any:
+    """X from Annotated[X, ...] and from X | None."""
+    while typing.get_origin(tp) in (Annotated, typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    return tp
+
+
+def _fields_of(model: Any, path: tuple) -> list[str]:
+    """The keys allowed where `path` leads inside `model`, for an "unknown key" message."""
+    tp = model
+    for part in path:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if part not in tp.model_fields:
+                return []
+            tp = tp.model_fields[part].annotation
+        elif typing.get_args(tp):  # tuple[X, ...] or dict[str, X]: the item type
+            tp = typing.get_args(tp)[-1] if typing.get_origin(tp) is dict else typing.get_args(tp)[0]
+        else:
+            return []
+    tp = _unwrap(tp)
+    return sorted(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _message(error: dict, model: type[BaseModel]) -> str:
+    kind, loc = error["type"], error["loc"]
+    if kind == "extra_forbidden":
+        allowed = _fields_of(model, loc[:-1])
+        return f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
+    if kind == "missing" and loc and loc[-1] in LANGUAGES:
+        return "missing language"
+    if kind in PLAIN_MESSAGES:
+        ctx = error.get("ctx") or {}
+        return PLAIN_MESSAGES[kind].format(input=error.get("input"), type=type(error.get("input")).__name__,
+                                           expected=ctx.get("expected", ""))
+    return error["msg"]
+
+
+def _path(parts: tuple) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "-"
+
+
+def _locate(name: str, doc: Any, loc: tuple) -> tuple[str, str]:
+    """(entry, field) of an error's location in a file's document."""
+    if name == MESSAGES_FILE and len(loc) >= 2 and loc[0] == "messages":
+        return str(loc[1]), _path(("text", *loc[2:]))
+    if loc[:1] == ("provider",):
+        return "provider", _path(loc)
+    if loc[:1] == ("entries",) and len(loc) >= 2 and isinstance(loc[1], int):
+        entries = doc.get("entries") if isinstance(doc, dict) else None
+        raw = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+        entry = raw["id"] if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"entries[{loc[1]}]"
+        return entry, _path(loc[2:])
+    return "-", _path(loc)
+
+
+def _validate(name: str, doc: Any, model: type[BaseModel], context: dict, errors: list[str]) -> Any:
+    try:
+        return model.model_validate(doc, context=context)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            entry, fld = _locate(name, doc, tuple(str(p) if not isinstance(p, int) else p for p in error["loc"]))
+            errors.append(f"{name}: {entry}: {fld}: {_message(error, model)}")
+    return None
+
+
+# -- YAML, with the node tree kept to find comments --------------------------------------------------
 class _SafeLoader(yaml.SafeLoader):
     """yaml.safe_load, except that a value YAML cannot build (2026-02-30, !!int x) is a YAML error with a position."""
 
@@ -192,52 +450,86 @@ class _SafeLoader(yaml.SafeLoader):
                 node.start_mark) from exc
 
 
-def _load_yaml(path: Path, errors: _Errors) -> Any:
+def _load_yaml(path: Path, errors: list[str]) -> tuple[Any, yaml.Node | None, str]:
+    """The document, its node tree and its text; (None, None, "") with an error when it cannot be read."""
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
+        text = path.read_text(encoding="utf-8")
+        loader = _SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            return (loader.construct_document(node) if node is not None else None), node, text
+        finally:
+            loader.dispose()
     except UnicodeDecodeError as exc:
-        errors.add(path.name, "-", "-", f"not UTF-8 text ({exc.reason})")
+        errors.append(f"{path.name}: -: -: not UTF-8 text ({exc.reason})")
     except RecursionError:
-        errors.add(path.name, "-", "-", "invalid YAML: nested too deeply to read")
+        errors.append(f"{path.name}: -: -: invalid YAML: nested too deeply to read")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        errors.add(path.name, "-", "-", f"invalid YAML at {where}: {problem}")
-    return None
+        errors.append(f"{path.name}: -: -: invalid YAML at {where}: {problem}")
+    return None, None, ""
 
 
-def _read_catalog(doc: Any, r: _Reader) -> tuple[list[str], dict[str, Topic], dict[str, tuple[str, ...]]]:
-    providers: list[str] = []
-    topics: dict[str, Topic] = {}
-    required: dict[str, tuple[str, ...]] = {}
-    allowed = {"providers", "topics", "required_topics", "name_suffixes"}
-    if r.mapping(doc, "-", "", allowed, {"providers", "topics"}) is None:
-        return providers, topics, required
-    providers = list(r.text_list(doc.get("providers"), "-", "providers"))
-    raw_topics = doc.get("topics") or []
-    if not isinstance(raw_topics, list):
-        r.err("-", "topics", f"expected a list of topics, got {type(raw_topics).__name__}")
-        raw_topics = []
-    for i, t in enumerate(raw_topics):
-        where = f"topics[{i}]"
-        if r.mapping(t, where, "", {"id", "name", "needs_provider"}, {"id", "name", "needs_provider"}) is None:
+def _scalars(root: yaml.Node) -> list[tuple[yaml.ScalarNode, tuple]]:
+    """Every scalar under `root` (keys too), with the path of the value it belongs to; each node once,
+    since aliases can share nodes or even loop."""
+    found: list[tuple[yaml.ScalarNode, tuple]] = []
+    seen: set[int] = set()
+    todo: list[tuple[yaml.Node, tuple]] = [(root, ())]
+    while todo:
+        node, path = todo.pop()
+        if id(node) in seen:
             continue
-        tid = r.text(t.get("id"), where, "id")
-        name = r.per_language(t.get("name"), tid or where, "name", lambda v, f, w=tid or where: r.text(v, w, f))
-        if not isinstance(t.get("needs_provider"), bool):
-            r.err(tid or where, "needs_provider", "expected true or false")
-        topics[tid] = Topic(tid, name, bool(t.get("needs_provider")))
-    req = doc.get("required_topics") or {}
-    if r.mapping(req, "-", "required_topics", {"every_provider", *providers}, set()) is not None:
-        for key, value in req.items():
-            required[key] = r.text_list(value, "-", f"required_topics.{key}")
-            for t in required[key]:
-                if t not in topics:
-                    r.err("-", f"required_topics.{key}", f"unknown topic {t!r}")
-    return providers, topics, required
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            found.append((node, path))
+        elif isinstance(node, yaml.SequenceNode):
+            todo += [(child, (*path, i)) for i, child in enumerate(node.value)]
+        elif isinstance(node, yaml.MappingNode):
+            for key, child in node.value:
+                inner = (*path, key.value if isinstance(key, yaml.ScalarNode) else "?")
+                todo += [(key, inner), (child, inner)]
+    return found
 
 
+def _comment_errors(name: str, node: yaml.Node | None, text: str) -> list[str]:
+    """A '#' comment inside an entry: YAML silently drops it, and after a plain value it cuts the text
+    ('拨 #225# 查余额' reads as '拨'). Separator comments between entries are fine."""
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    entries = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "entries"), None)
+    if not isinstance(entries, yaml.SequenceNode):
+        return []
+    errors = []
+    for entry in entries.value:
+        scalars = sorted(_scalars(entry), key=lambda s: s[0].start_mark.index)
+        if not isinstance(entry, yaml.MappingNode) or not scalars:
+            continue
+        eid = next((v.value for k, v in entry.value if isinstance(k, yaml.ScalarNode)
+                    and k.value == "id" and isinstance(v, yaml.ScalarNode)), "?")
+        start, last = entry.start_mark.index, max(s.end_mark.index for s, _ in scalars)
+        end = text.find("\n", last) if text.find("\n", last) >= 0 else len(text)
+        spans = [(s.start_mark.index, s.end_mark.index) for s, _ in scalars]
+        for m in re.finditer(r"(?:(?<=\s)|^)#", text[start:end], flags=re.M):
+            at = start + m.start()
+            if any(a <= at < b for a, b in spans):
+                continue
+            before = [(s, p) for s, p in scalars if s.end_mark.index <= at]
+            scalar, path = before[-1] if before else (scalars[0][0], ())
+            same_line = "\n" not in text[scalar.end_mark.index:at]
+            fld = _path(tuple(path)) if path else "-"
+            if same_line and scalar.style is None:
+                why = (f"YAML read {scalar.value!r} and dropped the rest of the line from ' #' as a comment; "
+                       "quote the value")
+            else:
+                why = "a YAML comment inside an entry is dropped silently; remove it or put the words in a value"
+            errors.append(f"{name}: {eid}: {fld}: {why} (line {text.count(chr(10), 0, at) + 1})")
+    return errors
+
+
+# -- cross-file checks -------------------------------------------------------------------------------
 # Every sentence the code shows, with the {placeholders} it fills in.
 MESSAGES = {
     "decline": set(), "decline_support": {"provider", "url"}, "ask_provider": set(), "clarify": set(),
@@ -247,7 +539,7 @@ MESSAGES = {
     "step_expect": {"text"}, "step_if_not": {"text"}, "payment_help_heading": set(), "final_check": set(),
     "walk_finished": set(), "walk_exit": set(), "related_heading": set(),
     "starters": set(), "welcome": set(), "provider_now": set(), "comment_prompt": set(),
-    "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(),
+    "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(), "old_source": {"date"},
 }
 
 
@@ -258,127 +550,45 @@ def _placeholders(text: str) -> set[str] | None:
         return None
 
 
-def _read_messages(doc: Any, r: _Reader) -> dict[str, dict[str, str]]:
-    if r.mapping(doc, "-", "", {"messages"}, {"messages"}) is None or not isinstance(doc.get("messages"), dict):
-        r.err("-", "messages", "expected a mapping of message keys")
-        return {}
-    messages = {key: r.per_language(value, key, "text", lambda v, f, k=key: r.text(v, k, f))
-                for key, value in doc["messages"].items()}
-    for key in sorted(MESSAGES.keys() - messages.keys()):
-        r.err(key, "text", "missing (the app shows this message)")
+def _message_errors(messages: dict[str, dict[str, str]]) -> list[str]:
+    errors = [f"{MESSAGES_FILE}: {key}: text: missing (the app shows this message)"
+              for key in sorted(MESSAGES.keys() - messages.keys())]
     for key, texts in messages.items():
         names = {lang: _placeholders(text) for lang, text in texts.items()}
         for lang, found in names.items():
             if found is None:
-                r.err(key, f"text.{lang}", "unbalanced { or } (write {{ and }} for a literal brace)")
+                errors.append(f"{MESSAGES_FILE}: {key}: text.{lang}: unbalanced {{ or }} "
+                              "(write {{ and }} for a literal brace)")
             elif key in MESSAGES and found - MESSAGES[key]:
                 allowed = ", ".join(f"{{{n}}}" for n in sorted(MESSAGES[key])) or "none"
-                r.err(key, f"text.{lang}", f"unknown placeholder(s) {sorted(found - MESSAGES[key])} "
-                                           f"(allowed: {allowed})")
+                errors.append(f"{MESSAGES_FILE}: {key}: text.{lang}: unknown placeholder(s) "
+                              f"{sorted(found - MESSAGES[key])} (allowed: {allowed})")
         if None not in names.values() and len({frozenset(n) for n in names.values()}) > 1:
-            r.err(key, "text", "the languages use different {placeholders}; keep them identical")
-    return messages
+            errors.append(f"{MESSAGES_FILE}: {key}: text: the languages use different {{placeholders}}; "
+                          "keep them identical")
+    return errors
 
 
-def _read_off_topic(doc: Any, r: _Reader) -> dict[str, tuple[str, ...]]:
-    if r.mapping(doc, "-", "", {"out_of_scope"}, {"out_of_scope"}) is None:
-        return {}
-    return r.per_language(doc.get("out_of_scope"), "-", "out_of_scope", lambda v, f: r.text_list(v, "-", f))
+def _cross_file_errors(files: dict[str, ProviderFile], complete: bool) -> list[str]:
+    """What no single file can know: a provider defined twice, duplicate entry ids, and (when every file
+    could be read, so that a missing id is really missing) related ids that exist."""
+    errors, owner, seen = [], {}, {}
+    for name, f in files.items():
+        if f.provider.id in owner:
+            errors.append(f"{name}: provider: provider.id: provider {f.provider.id!r} is already defined "
+                          f"in {owner[f.provider.id]}")
+        owner.setdefault(f.provider.id, name)
+        for e in f.entries:
+            if e.id in seen:
+                errors.append(f"{name}: {e.id}: id: duplicate id (also in {seen[e.id]})")
+            seen.setdefault(e.id, name)
+    errors += [f"{name}: {e.id}: related: unknown entry id {rel!r}"
+               for name, f in files.items() for e in f.entries for rel in e.related
+               if complete and rel not in seen]
+    return errors
 
 
-PROVIDER_KEYS = {"id", "name", "kind", "status", "aliases", "support_url"}
-ENTRY_KEYS = {"id", "topic", "checked", "title", "questions", "answer", "steps", "links", "sources", "related"}
-ENTRY_REQUIRED = ENTRY_KEYS - {"steps", "related"}
-
-
-def _read_provider(doc: Any, r: _Reader, known: list[str]) -> Provider | None:
-    p = doc.get("provider")
-    if r.mapping(p, "provider", "provider", PROVIDER_KEYS, PROVIDER_KEYS - {"aliases"}) is None:
-        return None
-    pid = r.text(p.get("id"), "provider", "provider.id")
-    if pid and pid not in known:
-        r.err("provider", "provider.id", f"unknown provider {pid!r} (known: {', '.join(known)})")
-    if p.get("kind") not in PROVIDER_KINDS:
-        r.err(pid, "provider.kind", f"{p.get('kind')!r} is not one of {', '.join(PROVIDER_KINDS)}")
-    if p.get("status") not in PROVIDER_STATUSES:
-        r.err(pid, "provider.status", f"{p.get('status')!r} is not one of {', '.join(PROVIDER_STATUSES)}")
-    aliases = p.get("aliases") or []
-    if not isinstance(aliases, list):
-        r.err(pid, "provider.aliases", "expected a list")
-        aliases = []
-    url = r.text(p.get("support_url"), pid, "provider.support_url")
-    if url and not URL.match(url):
-        r.err(pid, "provider.support_url", f"not an https URL: {url!r}")
-    name = r.per_language(p.get("name"), pid, "provider.name", lambda v, f: r.text(v, pid, f))
-    return Provider(pid, name, str(p.get("kind")), str(p.get("status")),
-                    tuple(r.text(a, pid, "provider.aliases") for a in aliases), url)
-
-
-def _read_steps(value: Any, r: _Reader, eid: str, fld: str) -> tuple[Step, ...]:
-    if not isinstance(value, list) or not value:
-        r.err(eid, fld, "empty step list")
-        return ()
-    steps = []
-    for i, s in enumerate(value):
-        where = f"{fld}[{i}]"
-        if isinstance(s, str):
-            s = {"do": s}
-        if r.mapping(s, eid, where, {"do", "expect", "if_not"}, {"do"}) is None:
-            continue
-        steps.append(Step(r.text(s.get("do"), eid, f"{where}.do"),
-                          *(r.text(s[k], eid, f"{where}.{k}") if k in s else "" for k in ("expect", "if_not"))))
-    return tuple(steps)
-
-
-def _read_links(value: Any, r: _Reader, eid: str) -> tuple[Link, ...]:
-    if not isinstance(value, list) or not value:
-        r.err(eid, "links", "expected at least one official link")
-        return ()
-    links = []
-    for i, link in enumerate(value):
-        if r.mapping(link, eid, f"links[{i}]", {"title", "url"}, {"title", "url"}) is None:
-            continue
-        url = r.text(link.get("url"), eid, f"links[{i}].url")
-        if url and not URL.match(url):
-            r.err(eid, f"links[{i}].url", f"not an https URL: {url!r}")
-        links.append(Link(r.text(link.get("title"), eid, f"links[{i}].title"), url))
-    return tuple(links)
-
-
-def _read_entry(e: Any, r: _Reader, provider: str, topics: dict[str, Topic], index: int) -> Entry | None:
-    eid = e.get("id") if isinstance(e, dict) and isinstance(e.get("id"), str) else f"entries[{index}]"
-    if r.mapping(e, eid, "", ENTRY_KEYS, ENTRY_REQUIRED) is None:
-        return None
-    if not ENTRY_ID.match(eid):
-        r.err(eid, "id", "use lowercase letters, digits and single hyphens")
-    topic = e.get("topic")
-    if not isinstance(topic, str) or topic not in topics:
-        r.err(eid, "topic", f"unknown topic {topic!r}")
-    checked = e.get("checked")
-    if not isinstance(checked, dt.date):
-        r.err(eid, "checked", f"expected a date YYYY-MM-DD, got {checked!r}")
-        checked = dt.date.min
-
-    def text(v: Any, f: str) -> str:
-        return r.text(v, eid, f)
-
-    def texts(v: Any, f: str) -> tuple[str, ...]:
-        return r.text_list(v, eid, f)
-
-    steps = r.per_language(e["steps"], eid, "steps", lambda v, f: _read_steps(v, r, eid, f)) if "steps" in e else {}
-    if len({len(s) for s in steps.values()}) > 1:
-        r.err(eid, "steps", "the languages have different numbers of steps")
-    sources = texts(e.get("sources"), "sources")
-    related = texts(e["related"], "related") if "related" in e else ()
-    return Entry(
-        id=eid, provider=provider, topic=str(topic), checked=checked,
-        title=r.per_language(e.get("title"), eid, "title", text),
-        questions=r.per_language(e.get("questions"), eid, "questions", texts),
-        answer=r.per_language(e.get("answer"), eid, "answer", text),
-        steps=steps, links=_read_links(e.get("links"), r, eid), sources=sources,
-        related=related, file=r.file)
-
-
+# -- loading ---------------------------------------------------------------------------------------
 def _digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for path in paths:
@@ -386,65 +596,62 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+def _entry(e: EntrySchema, provider: str, file: str) -> Entry:
+    steps = {lang: tuple(Step(s.do, s.expect, s.if_not) for s in getattr(e.steps, lang)) for lang in LANGUAGES} \
+        if e.steps else {}
+    return Entry(id=e.id, provider=provider, topic=e.topic, checked=e.checked, title=e.title.model_dump(),
+                 questions={lang: getattr(e.questions, lang) for lang in LANGUAGES},
+                 answer=e.answer.model_dump(), steps=steps,
+                 links=tuple(Link(link.title, link.url) for link in e.links), sources=e.sources,
+                 related=e.related, file=file)
+
+
 def load_knowledge(directory: Path) -> KnowledgeBase:
     """Read and validate every knowledge file; raise KnowledgeError listing all problems."""
     directory = Path(directory)
-    errors = _Errors()
     paths = sorted(directory.glob("*.yaml"))
     names = {p.name for p in paths}
-    for needed in (CATALOG_FILE, MESSAGES_FILE):
-        if needed not in names:
-            errors.add(needed, "-", "-", f"file missing in {directory}")
-    if errors.items:
-        raise KnowledgeError(errors.items)
-    docs = {p.name: _load_yaml(p, errors) for p in paths}
-    known, topics, required = _read_catalog(docs[CATALOG_FILE], _Reader(errors, CATALOG_FILE))
-    catalog = docs[CATALOG_FILE] if isinstance(docs[CATALOG_FILE], dict) else {}
-    suffixes = _Reader(errors, CATALOG_FILE).text_list(catalog["name_suffixes"], "-", "name_suffixes") \
-        if "name_suffixes" in catalog else ()
-    messages = _read_messages(docs[MESSAGES_FILE], _Reader(errors, MESSAGES_FILE))
-    off_topic = _read_off_topic(docs[OUT_OF_SCOPE_FILE], _Reader(errors, OUT_OF_SCOPE_FILE)) \
-        if OUT_OF_SCOPE_FILE in docs else {}
-    providers: dict[str, Provider] = {}
-    entries: list[Entry] = []
-    seen: dict[str, str] = {}
-    for name, doc in docs.items():
+    errors = [f"{needed}: -: -: file missing in {directory}" for needed in (CATALOG_FILE, MESSAGES_FILE)
+              if needed not in names]
+    if errors:
+        raise KnowledgeError(errors)
+    loaded = {p.name: _load_yaml(p, errors) for p in paths}
+    docs = {name: doc for name, (doc, _, _) in loaded.items()}
+    catalog = _validate(CATALOG_FILE, docs[CATALOG_FILE], CatalogFile, {}, errors)
+    known = list(catalog.providers) if catalog else []
+    topics = {t.id: Topic(t.id, t.name.model_dump(), t.needs_provider) for t in catalog.topics} if catalog else {}
+    messages_file = _validate(MESSAGES_FILE, docs[MESSAGES_FILE], MessagesFile, {}, errors)
+    messages = {k: v.model_dump() for k, v in messages_file.messages.items()} if messages_file else {}
+    if messages_file:
+        errors += _message_errors(messages)
+    off_topic: dict[str, tuple[str, ...]] = {}
+    if OUT_OF_SCOPE_FILE in docs:
+        oos = _validate(OUT_OF_SCOPE_FILE, docs[OUT_OF_SCOPE_FILE], OutOfScopeFile, {}, errors)
+        off_topic = oos.out_of_scope.model_dump() if oos else {}
+    files: dict[str, ProviderFile] = {}
+    provider_files = [name for name in loaded if name not in SPECIAL_FILES]
+    context = {"providers": known, "topics": topics}
+    for name, (doc, node, text) in loaded.items():
         if name in SPECIAL_FILES:
             continue
-        r = _Reader(errors, name)
         if doc is None:
-            if not any(item.startswith(f"{name}: ") for item in errors.items):
-                r.err("-", "-", "the file is empty")
+            if not any(item.startswith(f"{name}: ") for item in errors):
+                errors.append(f"{name}: -: -: the file is empty")
             continue
-        if r.mapping(doc, "-", "", {"provider", "entries"}, {"provider", "entries"}) is None:
-            continue
-        provider = _read_provider(doc, r, known)
-        if provider is None:
-            continue
-        if provider.id in providers:
-            r.err("provider", "provider.id", f"provider {provider.id!r} is already defined in another file")
-        providers[provider.id] = provider
-        if not isinstance(doc.get("entries"), list) or not doc["entries"]:
-            r.err(provider.id, "entries", "expected a non-empty list of entries")
-            continue
-        for i, raw in enumerate(doc["entries"]):
-            entry = _read_entry(raw, r, provider.id, topics, i)
-            if entry is None:
-                continue
-            if entry.id in seen:
-                r.err(entry.id, "id", f"duplicate id (also in {seen[entry.id]})")
-            seen.setdefault(entry.id, name)
-            entries.append(entry)
-    ids = {e.id for e in entries}
-    for e in entries:
-        for rel in e.related:
-            if rel not in ids:
-                errors.add(e.file, e.id, "related", f"unknown entry id {rel!r}")
-    if errors.items:
-        raise KnowledgeError(errors.items)
+        errors += _comment_errors(name, node, text)
+        parsed = _validate(name, doc, ProviderFile, context, errors)
+        if parsed is not None:
+            files[name] = parsed
+    errors += _cross_file_errors(files, complete=len(files) == len(provider_files))
+    if errors:
+        raise KnowledgeError(errors)
+    providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.kind,
+                                         f.provider.status, f.provider.aliases, f.provider.support_url,
+                                         f.provider.domains) for f in files.values()}
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
-                         topics=topics, entries=tuple(entries), messages=messages, off_topic=off_topic,
-                         name_suffixes=suffixes,
-                         required=required, provider_ids=tuple(known),
+                         topics=topics, messages=messages, off_topic=off_topic,
+                         entries=tuple(_entry(e, f.provider.id, name) for name, f in files.items() for e in f.entries),
+                         name_suffixes=catalog.name_suffixes, required=dict(catalog.required_topics),
+                         provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          digest=_digest([p for p in paths if p.name != MESSAGES_FILE]))

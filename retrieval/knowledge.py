@@ -81,6 +81,32 @@ class Provider:
         return any(host == d or host.endswith("." + d) for d in self.domains)
 
 
+def latest_day(page_date: str) -> dt.date | None:
+    """The last day a page's date can mean ('2024' may be 31 December 2024); None for 'undated' or ''.
+    Raises ValueError for a date that does not exist (2026-13, 2026-02-30)."""
+    if page_date in ("undated", ""):
+        return None
+    parts = [int(p) for p in page_date.split("-")]
+    if len(parts) == 1:
+        return dt.date(parts[0], 12, 31)
+    if len(parts) == 2:
+        dt.date(parts[0], parts[1], 1)
+        return dt.date(parts[0] + parts[1] // 12, parts[1] % 12 + 1, 1) - dt.timedelta(days=1)
+    return dt.date(*parts)
+
+
+def older_than_years(page_date: str, years: int, today: dt.date) -> bool:
+    """Whether a page dated `page_date` is certainly more than `years` years old on `today`."""
+    day = latest_day(page_date)
+    if day is None:
+        return False
+    try:
+        limit = today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        limit = today.replace(year=today.year - years, day=28)
+    return day < limit
+
+
 @dataclass(frozen=True)
 class Source:
     """One cited page: `date` is what the page shows (YYYY-MM-DD, YYYY-MM, YYYY) or 'undated'."""
@@ -91,16 +117,7 @@ class Source:
 
     @property
     def latest_day(self) -> dt.date | None:
-        """The last day the page's date can mean: a page dated only '2024' may be from 31 December 2024."""
-        if self.date == "undated":
-            return None
-        parts = [int(p) for p in self.date.split("-")]
-        if len(parts) == 1:
-            return dt.date(parts[0], 12, 31)
-        if len(parts) == 2:
-            following = dt.date(parts[0] + parts[1] // 12, parts[1] % 12 + 1, 1)
-            return following - dt.timedelta(days=1)
-        return dt.date(*parts)
+        return latest_day(self.date)
 
 
 def parse_source(text: str) -> Source | None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from retrieval.serving.chunks import Chunk, Key
 
-FORMAT = 3  # 2: phrasings stored without provider names; 3: off-topic questions
+FORMAT = 4  # 2: phrasings stored without provider names; 3: off-topic questions; 4: chunks keep source_date
 CURRENT = "CURRENT"
 PREFIX = "idx-"          # a finished index folder
 BUILDING = ".building-"  # a folder being written

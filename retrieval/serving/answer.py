@@ -62,6 +62,10 @@ class Answer:
     choices: tuple[Choice, ...] = ()
     related: tuple[Choice, ...] = ()
     notices: tuple[str, ...] = ()  # said before the answer: secrets masked, question cut
+    # An ask-back's parts, for a page that shows the question and its buttons first and folds the
+    # general advice below them; `markdown` holds both, for the command line.
+    lead: str = ""
+    details: str = ""
     secrets: tuple[str, ...] = ()
     from_general: bool = False
     has_steps: bool = False

@@ -212,11 +212,14 @@ class Assistant:
         choices = tuple(Choice(self.kb.providers[p].name["en"], base["question"], p) for p in likely)
         general_on_topic = [c for c in general if c.topic == topic]
         first = general_on_topic[0].entry_id if general_on_topic else None
-        markdown = self.kb.message("ask_provider", lang)
+        lead = self.kb.message("ask_provider", lang)
+        details = ""
         if first:  # general advice now; the exact steps once they say which provider
             chunk = self.chunks[(first, lang)]
-            markdown += f"\n\n{self.kb.message('meanwhile_general', lang)}\n\n{render_chunk(self.kb, chunk, lang)}"
+            details = f"{self.kb.message('meanwhile_general', lang)}\n\n{render_chunk(self.kb, chunk, lang)}"
+        markdown = f"{lead}\n\n{details}" if details else lead
         return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown, entry_id=first, topic=topic,
+                      lead=lead, details=details,
                       hits=self._hits(general, lang, first), choices=tuple(choices),
                       has_steps=bool(first and self.chunks[(first, lang)].steps), **base)
 

@@ -17,7 +17,9 @@ LANGUAGES = ("zh", "en")
 CATALOG_FILE = "catalog.yaml"
 MESSAGES_FILE = "messages.yaml"
 OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
-SPECIAL_FILES = (CATALOG_FILE, MESSAGES_FILE, OUT_OF_SCOPE_FILE)
+CONVERSATION_FILE = "conversation.yaml"
+VOCABULARY_FILE = "vocabulary.yaml"
+SPECIAL_FILES = (CATALOG_FILE, MESSAGES_FILE, OUT_OF_SCOPE_FILE, CONVERSATION_FILE, VOCABULARY_FILE)
 PROVIDER_KINDS = ("general", "virtual_number", "retired_voip", "business_phone", "carrier_prepaid", "mvno_prepaid")
 PROVIDER_STATUSES = ("active", "retired")
 ENTRY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -81,6 +83,34 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class SmallTalk:
+    """A greeting, thanks, "who are you": what people say and the short answer they get."""
+
+    id: str
+    questions: dict[str, tuple[str, ...]]
+    answer: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TermGroup:
+    """Words people use for the same thing; each variant reads as the canonical word of its language."""
+
+    id: str
+    canonical: dict[str, str]
+    variants: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """conversation.yaml: small talk, the words of a follow-up, and what counts as a known word."""
+
+    small_talk: dict[str, SmallTalk] = field(default_factory=dict)
+    follow_up_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    known_word_zipf: float = 3.0
+    provider_order: tuple[str, ...] = ()  # the "which provider?" buttons, first to last
+
+
+@dataclass(frozen=True)
 class KnowledgeBase:
     providers: dict[str, Provider]
     topics: dict[str, Topic]
@@ -91,6 +121,8 @@ class KnowledgeBase:
     provider_ids: tuple[str, ...] = ()  # every provider of the contract, with or without a guide yet
     off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)  # questions to decline, per language
     name_suffixes: tuple[str, ...] = ()  # words read as part of a provider's name ("预付卡" in "Verizon预付卡")
+    conversation: Conversation = field(default_factory=Conversation)
+    vocabulary: tuple[TermGroup, ...] = ()
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -247,7 +279,7 @@ MESSAGES = {
     "step_expect": {"text"}, "step_if_not": {"text"}, "payment_help_heading": set(), "final_check": set(),
     "walk_finished": set(), "walk_exit": set(), "related_heading": set(),
     "starters": set(), "welcome": set(), "provider_now": set(), "comment_prompt": set(),
-    "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(),
+    "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(), "not_understood": set(),
 }
 
 
@@ -284,6 +316,55 @@ def _read_off_topic(doc: Any, r: _Reader) -> dict[str, tuple[str, ...]]:
     if r.mapping(doc, "-", "", {"out_of_scope"}, {"out_of_scope"}) is None:
         return {}
     return r.per_language(doc.get("out_of_scope"), "-", "out_of_scope", lambda v, f: r.text_list(v, "-", f))
+
+
+def _read_conversation(doc: Any, r: _Reader, known: list[str]) -> Conversation:
+    allowed = {"small_talk", "follow_up_words", "known_word_zipf", "provider_order"}
+    if r.mapping(doc, "-", "", allowed, allowed - {"provider_order"}) is None:
+        return Conversation()
+    intents: dict[str, SmallTalk] = {}
+    if r.mapping(doc.get("small_talk"), "-", "small_talk", set(doc.get("small_talk") or {}), set()) is not None:
+        for key, value in doc["small_talk"].items():
+            if r.mapping(value, key, "", {"questions", "answer"}, {"questions", "answer"}) is None:
+                continue
+            intents[key] = SmallTalk(
+                key, r.per_language(value.get("questions"), key, "questions", lambda v, f, k=key: r.text_list(v, k, f)),
+                r.per_language(value.get("answer"), key, "answer", lambda v, f, k=key: r.text(v, k, f)))
+    words = r.per_language(doc.get("follow_up_words"), "-", "follow_up_words", lambda v, f: r.text_list(v, "-", f))
+    zipf = doc.get("known_word_zipf")
+    if isinstance(zipf, bool) or not isinstance(zipf, (int, float)) or not 0 <= zipf <= 8:
+        r.err("-", "known_word_zipf", f"expected a number from 0 to 8, got {zipf!r}")
+        zipf = 3.0
+    order = r.text_list(doc["provider_order"], "-", "provider_order") if "provider_order" in doc else ()
+    for pid in order:
+        if pid not in known or pid == "general":
+            r.err("-", "provider_order", f"{pid!r} is not a provider id")
+    return Conversation(intents, words, float(zipf), order)
+
+
+def _read_vocabulary(doc: Any, r: _Reader) -> tuple[TermGroup, ...]:
+    if r.mapping(doc, "-", "", {"vocabulary"}, {"vocabulary"}) is None:
+        return ()
+    if not isinstance(doc.get("vocabulary"), list):
+        r.err("-", "vocabulary", "expected a list of groups")
+        return ()
+    groups, owner = [], {}
+    for i, g in enumerate(doc["vocabulary"]):
+        where = g.get("id") if isinstance(g, dict) and isinstance(g.get("id"), str) else f"vocabulary[{i}]"
+        if r.mapping(g, where, "", {"id", "canonical", "variants"}, {"id", "canonical", "variants"}) is None:
+            continue
+        group = TermGroup(where, r.per_language(g.get("canonical"), where, "canonical",
+                                                lambda v, f, w=where: r.text(v, w, f)),
+                          r.per_language(g.get("variants"), where, "variants",
+                                         lambda v, f, w=where: r.text_list(v, w, f)))
+        for lang, variants in group.variants.items():
+            for variant in variants:
+                key = (lang, variant.lower())
+                if key in owner and owner[key] != where:
+                    r.err(where, f"variants.{lang}", f"{variant!r} is also a variant in group {owner[key]!r}")
+                owner[key] = where
+        groups.append(group)
+    return tuple(groups)
 
 
 PROVIDER_KEYS = {"id", "name", "kind", "status", "aliases", "support_url"}
@@ -405,6 +486,10 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
     messages = _read_messages(docs[MESSAGES_FILE], _Reader(errors, MESSAGES_FILE))
     off_topic = _read_off_topic(docs[OUT_OF_SCOPE_FILE], _Reader(errors, OUT_OF_SCOPE_FILE)) \
         if OUT_OF_SCOPE_FILE in docs else {}
+    conversation = _read_conversation(docs[CONVERSATION_FILE], _Reader(errors, CONVERSATION_FILE), known) \
+        if CONVERSATION_FILE in docs else Conversation()
+    vocabulary = _read_vocabulary(docs[VOCABULARY_FILE], _Reader(errors, VOCABULARY_FILE)) \
+        if VOCABULARY_FILE in docs else ()
     providers: dict[str, Provider] = {}
     entries: list[Entry] = []
     seen: dict[str, str] = {}
@@ -444,7 +529,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         raise KnowledgeError(errors.items)
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
                          topics=topics, entries=tuple(entries), messages=messages, off_topic=off_topic,
-                         name_suffixes=suffixes,
+                         name_suffixes=suffixes, conversation=conversation, vocabulary=vocabulary,
                          required=required, provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          digest=_digest([p for p in paths if p.name != MESSAGES_FILE]))

@@ -453,3 +453,12 @@ def test_conversation_round_trip_masks_secrets_and_replaces(tmp_path):
     assert store.load_conversation("unknown") is None
     with pytest.raises(ValueError):
         store.save_conversation("", {})
+
+
+def test_clear_feedback_undoes_a_rating(tmp_path):
+    store = FeedbackStore(tmp_path / "fb.sqlite3")
+    i = store.log_interaction(session_id="s", question="q", language="en", provider=None, kind="answer",
+                              entry_id=None, topic=None, answered=True, score=None)
+    store.log_feedback(interaction_id=i, rating=0, comment="wrong")
+    store.clear_feedback(interaction_id=i)
+    assert store.export_rows()["rating"].isna().all()

@@ -25,17 +25,21 @@ UNANSWERED = frozenset({Kind.DECLINE, Kind.EMPTY, Kind.NOT_UNDERSTOOD})
 
 @dataclass(frozen=True)
 class Hit:
+    """An entry offered for a question. Hits come best first, ordered by `score`."""
+
     chunk_id: str
     entry_id: str
     provider: str
     topic: str
-    score: float
+    score: float       # the probability the assistant gives this answer (what the hits are ordered by)
     title: str
     text: str
+    similarity: float = 0.0  # best cosine between the question and the entry's phrasings (not an order)
 
     def to_json(self) -> dict:
         return {"chunk_id": self.chunk_id, "entry_id": self.entry_id, "provider": self.provider,
-                "topic": self.topic, "score": round(self.score, 4), "title": self.title, "text": self.text}
+                "topic": self.topic, "score": round(self.score, 4), "similarity": round(self.similarity, 4),
+                "title": self.title, "text": self.text}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,10 @@ class Answer:
     choices: tuple[Choice, ...] = ()
     related: tuple[Choice, ...] = ()
     notices: tuple[str, ...] = ()  # said before the answer: secrets masked, question cut
+    # An ask-back's parts, for a page that shows the question and its buttons first and folds the
+    # general advice below them; `markdown` holds both, for the command line.
+    lead: str = ""
+    details: str = ""
     secrets: tuple[str, ...] = ()
     from_general: bool = False
     has_steps: bool = False

@@ -226,6 +226,12 @@ class FeedbackStore:
 
         self._write(upsert)
 
+    def clear_feedback(self, *, interaction_id: int) -> None:
+        """Undo a 👍/👎 (and its comment): the user clicked the same thumb again."""
+        if isinstance(interaction_id, bool) or not isinstance(interaction_id, int):
+            raise ValueError(f"interaction_id must be a whole number, got {interaction_id!r}")
+        self._write(lambda conn: conn.execute("DELETE FROM feedback WHERE interaction_id = ?", (interaction_id,)))
+
     def save_conversation(self, conversation_id: str, data: dict) -> None:
         """Keep a conversation's state (a JSON-serialisable dict) under its id, replacing the last copy.
 

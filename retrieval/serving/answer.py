@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from retrieval.knowledge import KnowledgeBase
+from retrieval.knowledge import KnowledgeBase, older_than_years
 from retrieval.serving.chunks import Chunk
 
 
@@ -89,8 +90,12 @@ class Answer:
         }
 
 
-def render_chunk(kb: KnowledgeBase, chunk: Chunk, language: str) -> str:
-    """The entry as Markdown: title, answer, numbered steps, official links, the checked date."""
+OLD_SOURCE_YEARS = 2  # a fact resting on a page older than this says so under the answer
+
+
+def render_chunk(kb: KnowledgeBase, chunk: Chunk, language: str, today: dt.date | None = None) -> str:
+    """The entry as Markdown: title, answer, numbered steps, official links, a note when a cited page is
+    more than two years old, and the checked date."""
     parts = [f"**{chunk.title}**", chunk.text.strip()]
     if chunk.steps:
         lines = [f"**{kb.message('steps_heading', language)}**", ""]
@@ -102,5 +107,7 @@ def render_chunk(kb: KnowledgeBase, chunk: Chunk, language: str) -> str:
     if chunk.links:
         links = "\n".join(f"- [{link.title}]({link.url})" for link in chunk.links)
         parts.append(f"**{kb.message('links_heading', language)}**\n\n{links}")
+    if older_than_years(chunk.source_date, OLD_SOURCE_YEARS, today or dt.date.today()):
+        parts.append(f"_{kb.message('old_source', language, date=chunk.source_date)}_")
     parts.append(f"_{kb.message('checked', language, date=chunk.checked)}_")
     return "\n\n".join(parts)

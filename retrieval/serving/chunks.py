@@ -25,6 +25,7 @@ class Chunk:
     steps: tuple[Step, ...]
     links: tuple[Link, ...]
     checked: str
+    source_date: str = ""  # the date of the oldest dated page the entry cites: an answer says when it is old
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -66,9 +67,10 @@ def chunk_id(entry: Entry, language: str) -> str:
 
 
 def entry_chunk(e: Entry, lang: str) -> Chunk:
+    oldest = e.oldest_source()
     return Chunk(id=chunk_id(e, lang), entry_id=e.id, provider=e.provider, topic=e.topic, language=lang,
                  title=e.title[lang], text=e.answer[lang], steps=e.steps.get(lang, ()), links=e.links,
-                 checked=e.checked.isoformat())
+                 checked=e.checked.isoformat(), source_date=oldest.date if oldest else "")
 
 
 def make_chunks(kb: KnowledgeBase) -> list[Chunk]:

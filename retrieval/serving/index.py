@@ -13,8 +13,9 @@ import numpy as np
 from retrieval.serving.chunks import Chunk, Key
 from retrieval.serving.classifier import Classifiers
 
-# 2: phrasings stored without provider names; 3: off-topic questions; 4: vocabulary, small talk, classifiers
-FORMAT = 4
+# 2: phrasings stored without provider names; 3: off-topic questions; 4: chunks keep source_date;
+# 5: vocabulary, small talk, classifiers
+FORMAT = 5
 CURRENT = "CURRENT"
 PREFIX = "idx-"          # a finished index folder
 BUILDING = ".building-"  # a folder being written

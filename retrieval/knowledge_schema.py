@@ -303,6 +303,7 @@ class TermGroupSchema(Schema):
 
 class VocabularyFile(Schema):
     vocabulary: tuple[TermGroupSchema, ...]
+    product_words: PerLanguage[tuple[Text, ...]] | None = None
 
     @check("vocabulary")
     @classmethod

@@ -5,7 +5,7 @@ Both edges read a request the same way, so they accept and refuse the same thing
 >>> from retrieval.knowledge import load_knowledge
 >>> from retrieval.settings import ROOT
 >>> kb = load_knowledge(ROOT / "knowledge")
->>> read_request(b'{"question": "GV怎么充值", "provider": null}', kb, max_chars=500)
+>>> read_request('{"question": "GV怎么充值", "provider": null}'.encode(), kb, max_chars=500)
 QuestionRequest(question='GV怎么充值', provider=None, topic=None, language=None, session_id=None)
 >>> read_request(b'{"question": "hi", "provider": ["gv"]}', kb, max_chars=500)
 Traceback (most recent call last):

@@ -6,13 +6,8 @@ from __future__ import annotations
 import doctest
 import io
 import json
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,7 +22,7 @@ from schemathesis import GenerationMode
 from retrieval.api import request as request_module
 from retrieval.api.app import AskResponse, create_app
 from retrieval.cli import answer_stream
-from retrieval.settings import ROOT
+from retrieval.measure.http_load import api_server, run_load
 from retrieval.store.feedback import FeedbackStore
 
 QUESTIONS = [{"question": "GV怎么充值？", "provider": None},
@@ -209,46 +204,12 @@ def test_api_holds_to_its_openapi_description(tiny_assistant, store, method, pat
 
 
 # -- the real server, as `python -m retrieval serve` starts it ---------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited with {process.returncode}: {process.stderr.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"no answer from {url}/healthz in {timeout:.0f}s")
-
-
 @pytest.fixture
 def server(kb_dir, tmp_path):
     """`python -m retrieval serve` on a free loopback port, with the tiny knowledge base and the fake model."""
-    port = free_port()
-    env = {**os.environ, "ASSISTANT_KNOWLEDGE_DIR": str(kb_dir), "ASSISTANT_MODEL": "hashing",
-           "ASSISTANT_DATA_DIR": str(tmp_path / "var"), "ASSISTANT_FEEDBACK_DB": str(tmp_path / "fb.sqlite3")}
-    process = subprocess.Popen([sys.executable, "-m", "retrieval", "serve", "--host", "127.0.0.1", "--port",
-                                str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, process)
-        yield url, tmp_path / "fb.sqlite3"
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with api_server(env={"ASSISTANT_KNOWLEDGE_DIR": str(kb_dir), "ASSISTANT_MODEL": "hashing",
+                         "ASSISTANT_DATA_DIR": str(tmp_path / "var")}, timeout=120) as running:
+        yield running
 
 
 def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]:
@@ -262,7 +223,7 @@ def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]
 
 
 def test_serve_answers_over_http_and_logs(server):
-    url, db = server
+    url, db = server.url, server.feedback_db
     status, body = post(url, json.dumps({"question": "GV怎么充值？", "provider": None}).encode())
     assert status == 200 and body["provider"] == "google_voice" and body["answered"] is True
     status, body = post(url, b'{"question": "hi", "provider": "nope"}')
@@ -273,8 +234,7 @@ def test_serve_answers_over_http_and_logs(server):
 
 def test_serve_refuses_a_declared_huge_body_without_waiting_for_it(server):
     """A Content-Length of 1 GB with no body sent: 413 at once, not a read that waits for a gigabyte."""
-    url, _ = server
-    host, port = url.removeprefix("http://").split(":")
+    host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(b"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 1000000000\r\n\r\n{")
@@ -282,6 +242,15 @@ def test_serve_refuses_a_declared_huge_body_without_waiting_for_it(server):
         while b'"}' not in reply and (piece := s.recv(4096)):
             reply += piece
     assert reply.startswith(b"HTTP/1.1 413") and b'"too large' in reply
+
+
+def test_concurrent_clients_each_get_their_own_answer(server):
+    """64 clients at once through the bench's load client: every request answered, none with another's question."""
+    questions = [f"how do i top up google voice, question {n}" for n in range(128)]
+    result = run_load(server, [{"question": q, "provider": None} for q in questions], clients=64, deadline_s=120)
+    assert result.failures == {} and result.answered == result.sent == len(questions)
+    assert result.server_cpu_s is not None and result.server_cpu_s > 0
+    assert sorted(FeedbackStore(server.feedback_db).export_rows()["question"]) == sorted(questions)
 
 
 # -- the real model ---------------------------------------------------------------------------------

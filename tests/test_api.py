@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from retrieval.api import request as request_module
-from retrieval.api.app import AskResponse, create_app
+from retrieval.api.app import create_app
+from retrieval.api.schema import AskResponse
 from retrieval.cli import answer_stream
 from retrieval.measure.http_load import api_server, run_load
 from retrieval.store.feedback import FeedbackStore

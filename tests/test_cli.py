@@ -165,6 +165,12 @@ def test_plain_ask_reads_bytes_that_are_not_utf8(env):
     assert "**Add Google Voice credit**" in result.stdout.decode()
 
 
+def test_serve_with_broken_knowledge_says_so_and_never_opens_the_port(env, kb_dir):
+    (kb_dir / "tello.yaml").write_text("provider: [", encoding="utf-8")
+    result = run(["serve", "--port", "1"], env)  # port 1 would fail to bind: loading must fail first
+    assert result.returncode == 1 and "tello.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("port", ["0", "65536", "http", "-1"])
 def test_serve_refuses_a_port_that_is_not_one(port, capsys):
     with pytest.raises(SystemExit) as exit_info:

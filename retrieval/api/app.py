@@ -5,19 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Literal
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from retrieval.api.request import MAX_SESSION_ID, RequestError, answer, read_request, size_limit
-from retrieval.knowledge import LANGUAGES, KnowledgeBase
-from retrieval.serving.answer import Answer, Kind
+from retrieval.api.request import RequestError, answer, read_request, size_limit
+from retrieval.api.schema import ERRORS, AskResponse, Health, ProviderList, request_schema
+from retrieval.knowledge import KnowledgeBase
+from retrieval.serving.answer import Answer
 from retrieval.settings import Settings
 from retrieval.store.feedback import FeedbackError, FeedbackStore
 
@@ -27,94 +26,6 @@ log = logging.getLogger(__name__)
 # inside OpenVINO and hold a per-thread infer request each; fewer leave a core idle while one thread logs.
 WORKERS = 4
 SESSION = "api"  # the store's session id for requests that bring none
-
-
-# -- the documented shapes (documentation only: answers are written by Answer.to_json) ----------
-class HitOut(BaseModel):
-    chunk_id: str
-    entry_id: str
-    provider: str
-    topic: str
-    score: float
-    title: str
-    text: str
-
-
-class ChoiceOut(BaseModel):
-    label: str
-    question: str
-    provider: str | None
-    entry_id: str | None
-
-
-class AskResponse(BaseModel):
-    """The object `python -m retrieval ask --jsonl` writes for the same request."""
-
-    question: str
-    language: Literal[LANGUAGES]
-    provider: str | None
-    answered: bool
-    hits: list[HitOut]
-    answer: str
-    kind: Literal[tuple(kind.value for kind in Kind)]
-    topic: str | None
-    entry_id: str | None
-    choices: list[ChoiceOut]
-    notices: list[str]
-
-
-class ErrorOut(BaseModel):
-    error: str
-
-
-class ProviderOut(BaseModel):
-    id: str
-    name: dict[str, str]
-    support_url: str
-
-
-class ProvidersOut(BaseModel):
-    providers: list[ProviderOut]
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok"]
-    entries: int
-    store: str
-
-
-def request_schema(kb: KnowledgeBase, max_chars: int) -> dict:
-    """POST /v1/ask's body as JSON Schema, with the provider and topic ids of the loaded knowledge base."""
-    def optional(schema: dict, description: str) -> dict:
-        return {"anyOf": [schema, {"type": "null"}], "default": None, "description": description}
-
-    return {
-        "type": "object",
-        "required": ["question"],
-        "properties": {
-            "question": {"type": "string", "description": (
-                f"What the user asked. Longer than {max_chars} characters: cut, and the answer's `notices` "
-                "say so.")},
-            "provider": optional({"type": "string", "enum": list(kb.providers)},
-                                 "The provider chosen earlier in the conversation (the previous answer's "
-                                 "`provider`); GET /v1/providers lists them."),
-            "topic": optional({"type": "string", "enum": list(kb.topics)},
-                              "The previous answer's `topic`, so a follow-up such as \"what about Mint?\" keeps it."),
-            "language": optional({"type": "string", "enum": list(LANGUAGES)},
-                                 "The language to answer in; absent or null: the question's own."),
-            "session_id": optional({"type": "string", "minLength": 1, "maxLength": MAX_SESSION_ID},
-                                   "Groups one conversation's questions in the operator's statistics."),
-        },
-        "example": {"question": "GV怎么充值？", "provider": None},
-    }
-
-
-ERRORS = {
-    400: {"model": ErrorOut, "description": "Not UTF-8, not JSON, nested too deeply, or a number too long"},
-    413: {"model": ErrorOut, "description": "A body larger than the limit (16 KiB by default)"},
-    422: {"model": ErrorOut, "description": "Not an object, no question, a wrong type, an unknown provider, "
-                                            "topic or language, or text that is not valid Unicode"},
-}
 
 
 # -- the application ------------------------------------------------------------------------
@@ -194,7 +105,7 @@ def create_app(assistant, store: FeedbackStore | None = None, workers: int = WOR
         log_answer(store, reply, request.session_id)
         return reply.to_json()
 
-    @app.post("/v1/ask", response_model=None, summary="Answer one question",
+    @app.post("/v1/ask", response_model=None, summary="Answer one question", operation_id="ask",
               responses={200: {"model": AskResponse, "description": "The answer, an ask-back or a decline"},
                          **ERRORS},
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -203,14 +114,15 @@ def create_app(assistant, store: FeedbackStore | None = None, workers: int = WOR
         question = read_request(await read_body(request, limit), kb, assistant.max_chars)
         return JSONResponse(await anyio.to_thread.run_sync(work, question, limiter=request.app.state.limiter))
 
-    @app.get("/healthz", response_model=HealthOut, summary="200 once the assistant is loaded")
+    @app.get("/healthz", response_model=Health, summary="200 once the assistant is loaded", operation_id="health")
     async def healthz() -> dict:
         return {"status": "ok", "entries": len(kb.entries), "store": "ok" if store is not None else "unavailable"}
 
     providers = {"providers": [{"id": p.id, "name": dict(p.name), "support_url": p.support_url}
                                for p in kb.providers.values()]}
 
-    @app.get("/v1/providers", response_model=ProvidersOut, summary="The provider ids `provider` accepts")
+    @app.get("/v1/providers", response_model=ProviderList, summary="The provider ids `provider` accepts",
+             operation_id="providers")
     async def list_providers() -> dict:
         return providers
 

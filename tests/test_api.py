@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 import schemathesis
+from conftest import FIXTURE_KB
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -24,6 +25,7 @@ from retrieval.api.app import create_app
 from retrieval.api.schema import AskResponse
 from retrieval.cli import answer_stream
 from retrieval.measure.http_load import api_server, run_load
+from retrieval.settings import ROOT
 from retrieval.store.feedback import FeedbackStore
 
 QUESTIONS = [{"question": "GV怎么充值？", "provider": None},
@@ -205,11 +207,16 @@ def test_api_holds_to_its_openapi_description(tiny_assistant, store, method, pat
 
 
 # -- the real server, as `python -m retrieval serve` starts it ---------------------------------------
-@pytest.fixture
-def server(kb_dir, tmp_path):
-    """`python -m retrieval serve` on a free loopback port, with the tiny knowledge base and the fake model."""
-    with api_server(env={"ASSISTANT_KNOWLEDGE_DIR": str(kb_dir), "ASSISTANT_MODEL": "hashing",
-                         "ASSISTANT_DATA_DIR": str(tmp_path / "var")}, timeout=120) as running:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python -m retrieval serve` on a free loopback port, with the tiny knowledge base and the fake model;
+    one for the module, so tests find their own rows in its store rather than count them."""
+    tmp = tmp_path_factory.mktemp("serve")
+    shutil.copytree(FIXTURE_KB, tmp / "knowledge")
+    for name in ("catalog.yaml", "messages.yaml", "out_of_scope.yaml"):
+        shutil.copy(ROOT / "knowledge" / name, tmp / "knowledge" / name)
+    with api_server(env={"ASSISTANT_KNOWLEDGE_DIR": str(tmp / "knowledge"), "ASSISTANT_MODEL": "hashing",
+                         "ASSISTANT_DATA_DIR": str(tmp / "var")}, timeout=120) as running:
         yield running
 
 
@@ -225,12 +232,12 @@ def post(url: str, body: bytes, headers: dict | None = None) -> tuple[int, dict]
 
 def test_serve_answers_over_http_and_logs(server):
     url, db = server.url, server.feedback_db
-    status, body = post(url, json.dumps({"question": "GV怎么充值？", "provider": None}).encode())
+    status, body = post(url, json.dumps({"question": "GV怎么充值？", "session_id": "serve-test"}).encode())
     assert status == 200 and body["provider"] == "google_voice" and body["answered"] is True
-    status, body = post(url, b'{"question": "hi", "provider": "nope"}')
+    status, body = post(url, b'{"question": "hi", "provider": "nope", "session_id": "serve-test"}')
     assert status == 422 and "unknown provider" in body["error"]
     rows = FeedbackStore(db).export_rows()
-    assert list(rows["question"]) == ["GV怎么充值？"]
+    assert list(rows[rows["session_id"] == "serve-test"]["question"]) == ["GV怎么充值？"]
 
 
 def test_serve_refuses_a_declared_huge_body_without_waiting_for_it(server):
@@ -248,10 +255,12 @@ def test_serve_refuses_a_declared_huge_body_without_waiting_for_it(server):
 def test_concurrent_clients_each_get_their_own_answer(server):
     """64 clients at once through the bench's load client: every request answered, none with another's question."""
     questions = [f"how do i top up google voice, question {n}" for n in range(128)]
-    result = run_load(server, [{"question": q, "provider": None} for q in questions], clients=64, deadline_s=120)
+    result = run_load(server, [{"question": q, "provider": None, "session_id": "load-test"} for q in questions],
+                      clients=64, deadline_s=120)
     assert result.failures == {} and result.answered == result.sent == len(questions)
     assert result.server_cpu_s is not None and result.server_cpu_s > 0
-    assert sorted(FeedbackStore(server.feedback_db).export_rows()["question"]) == sorted(questions)
+    rows = FeedbackStore(server.feedback_db).export_rows()
+    assert sorted(rows[rows["session_id"] == "load-test"]["question"]) == sorted(questions)
 
 
 # -- the real model ---------------------------------------------------------------------------------

@@ -75,8 +75,7 @@ def _handle_errors(app: FastAPI) -> None:
         return _error(422, "; ".join(str(e.get("msg", e)) for e in exc.errors()) or "invalid request")
 
     @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s %s", request.method, request.url.path)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:  # Starlette logs the traceback
         return _error(500, "internal error")
 
 

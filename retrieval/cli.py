@@ -12,7 +12,15 @@ import traceback
 from collections.abc import Iterator
 from typing import BinaryIO, TextIO
 
-from retrieval.api.request import SECRET_MARGIN, QuestionRequest, RequestError, answer, read_request, size_limit
+from retrieval.api.request import (
+    QuestionRequest,
+    RequestError,
+    answer,
+    bounded,
+    known_provider,
+    read_request,
+    size_limit,
+)
 from retrieval.knowledge import LANGUAGES, KnowledgeError, load_knowledge
 from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
@@ -138,16 +146,16 @@ def cmd_ask(args, settings: Settings, out: TextIO, stdin: TextIO | BinaryIO) -> 
     from retrieval.loading import load_assistant
 
     assistant = load_assistant(settings, progress=_progress)
-    if args.provider is not None and args.provider not in assistant.kb.providers:
-        print(f"error: unknown provider {args.provider!r}: use one of {', '.join(assistant.kb.providers)}",
-              file=sys.stderr)
+    try:
+        known_provider(args.provider, assistant.kb)
+    except RequestError as exc:  # the same words as for {"provider": "nope"} on a JSON line
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    limit = size_limit(assistant.max_chars)
     if args.jsonl:
         answer_stream(assistant, _binary(stdin), out)
         return 0
-    request = QuestionRequest(_plain_question(args, stdin, limit)[:assistant.max_chars + SECRET_MARGIN],
-                              provider=args.provider, language=args.language)
+    question = _plain_question(args, stdin, size_limit(assistant.max_chars))
+    request = QuestionRequest(bounded(question, assistant.max_chars), provider=args.provider, language=args.language)
     reply = answer(assistant, request)
     for notice in reply.notices:
         print(notice, file=out)

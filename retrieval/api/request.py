@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.answer import Answer
 
-__all__ = ["FIELDS", "QuestionRequest", "RequestError", "answer", "parse_request", "read_request", "size_limit"]
+__all__ = ["FIELDS", "QuestionRequest", "RequestError", "answer", "bounded", "known_provider", "parse_request",
+           "read_request", "size_limit"]
 
 FIELDS = ("question", "provider", "topic", "language", "session_id")
 # The question is cut this far past the assistant's limit before anything scans it, so a card number
@@ -90,6 +91,18 @@ def decode_json(raw: bytes, limit: int) -> object:
         raise RequestError("invalid JSON: a number with too many digits", 400) from None
 
 
+def bounded(question: str, max_chars: int) -> str:
+    """The part of a question anything will look at: the assistant's limit, plus SECRET_MARGIN."""
+    return question[:max_chars + SECRET_MARGIN]
+
+
+def known_provider(provider: str | None, kb: KnowledgeBase) -> str | None:
+    """`provider` when it is None or one of the knowledge base's ids, else RequestError."""
+    if provider is not None and provider not in kb.providers:
+        raise RequestError(f"unknown provider {_shown(provider)}: use one of {', '.join(kb.providers)}")
+    return provider
+
+
 def _optional_text(data: dict, name: str) -> str | None:
     value = data.get(name)
     if value is not None and not isinstance(value, str):
@@ -114,10 +127,8 @@ def parse_request(data: object, kb: KnowledgeBase, max_chars: int) -> QuestionRe
     question = data["question"]
     if not isinstance(question, str):
         raise RequestError(f'"question" must be a string, got {_json_type(question)}')
-    question = _valid_unicode(question[:max_chars + SECRET_MARGIN], "question")
-    provider = _optional_text(data, "provider")
-    if provider is not None and provider not in kb.providers:
-        raise RequestError(f"unknown provider {_shown(provider)}: use one of {', '.join(kb.providers)}")
+    question = _valid_unicode(bounded(question, max_chars), "question")
+    provider = known_provider(_optional_text(data, "provider"), kb)
     topic = _optional_text(data, "topic")
     if topic is not None and topic not in kb.topics:
         raise RequestError(f"unknown topic {_shown(topic)}: use one of {', '.join(kb.topics)}")

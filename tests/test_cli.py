@@ -103,6 +103,11 @@ def test_output_line_n_answers_input_line_n(tiny_assistant, lines):
         assert result.get("line", number) == number
 
 
+def test_a_byte_order_mark_and_windows_line_ends_are_not_errors(tiny_assistant):
+    out = stream(tiny_assistant, [b"\xef\xbb\xbf" + GOOD + b"\r", GOOD + b"\r"])
+    assert [o["provider"] for o in out] == ["google_voice", "google_voice"]
+
+
 def test_a_long_line_is_refused_without_being_held(tiny_assistant):
     """The size cap comes before anything else: the reader never asks for more than the limit at once."""
     asked: list[int] = []

@@ -22,7 +22,7 @@ from schemathesis import GenerationMode
 
 from retrieval.api import request as request_module
 from retrieval.api.app import create_app
-from retrieval.api.schema import AskResponse
+from retrieval.api.schema import AskResponse, Hit
 from retrieval.cli import answer_stream
 from retrieval.measure.http_load import api_server, run_load
 from retrieval.settings import ROOT
@@ -173,7 +173,9 @@ def test_answers_go_on_when_the_store_is_gone(tiny_assistant, tmp_path):
 
 def test_the_documented_answer_is_the_one_written(client, tiny_kb):
     spec = client.get("/openapi.json").json()
-    assert set(AskResponse.model_fields) == set(client.post("/v1/ask", json=QUESTIONS[0]).json())
+    written = client.post("/v1/ask", json=QUESTIONS[0]).json()
+    assert set(AskResponse.model_fields) == set(written)
+    assert set(Hit.model_fields) == set(written["hits"][0])
     body = spec["paths"]["/v1/ask"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["required"] == ["question"]
     assert body["properties"]["provider"]["anyOf"][0]["enum"] == list(tiny_kb.providers)
@@ -291,3 +293,18 @@ def test_real_model_over_http(real_client, request_body, provider, topic, answer
     assert len(body["hits"]) >= 3
     row = store.export_rows().iloc[-1]
     assert row["question"] == body["question"] and row["kind"] == body["kind"] and row["answered"] == answered
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(("first", "follow_up", "provider", "topic"), [
+    ("GV怎么充值？", "那 Mint 呢", "mint_mobile", "topup_steps"),
+    ("how do I get a refund from Google Voice", "what about Tello?", "tello", "refund"),
+])
+def test_real_model_keeps_the_topic_the_client_sends_back(real_client, first, follow_up, provider, topic):
+    """A client that passes the previous answer's provider and topic back gets "what about X?" answered on topic."""
+    client, _ = real_client
+    before = client.post("/v1/ask", json={"question": first}).json()
+    assert before["topic"] == topic
+    after = client.post("/v1/ask", json={"question": follow_up, "provider": before["provider"],
+                                         "topic": before["topic"]}).json()
+    assert after["provider"] == provider and after["topic"] == topic and after["answered"] is True

@@ -104,7 +104,7 @@ def test_provider_picker_sets_context(app):
 
 def test_decline_is_kind_and_links_support(app):
     app.sidebar.selectbox[0].select("Tello").run()
-    ask(app, "？？？")
+    ask(app, "明天纽约天气怎么样")
     text = markdown(app)
     assert "I can help" in text or "我可以帮你" in text
     assert "tello.com/help_center" in text

@@ -16,13 +16,14 @@ __all__ = ["ERRORS", "AskResponse", "Choice", "ErrorResponse", "Health", "Hit", 
 
 
 class Hit(BaseModel):
-    """A knowledge-base entry the question came close to, best first."""
+    """A knowledge-base entry the question came close to, best first (by `score`, the ranking's own)."""
 
     chunk_id: str
     entry_id: str
     provider: str
     topic: str
     score: float
+    similarity: float  # the embedding's cosine with the entry's nearest phrasing
     title: str
     text: str
 

@@ -10,13 +10,13 @@ PREPARED := var/.prepared
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test setup prepare browser lint bench eval clean
+.PHONY: run test setup prepare browser postgres lint bench eval clean
 
 run: $(PREPARED)
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
 		--browser.gatherUsageStats false
 
-test: $(PREPARED) browser
+test: $(PREPARED) browser postgres
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -43,6 +43,16 @@ browser:
 		echo "installing chromium, fonts-noto-cjk and fonts-noto-color-emoji"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			chromium fonts-noto-cjk fonts-noto-color-emoji >/dev/null; \
+	fi
+
+# Debian's PostgreSQL server for the store's tests (each test run starts its own, on a free port, in a
+# temporary folder: see deploy/postgres.sh). No cluster of the package's own is created or started.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+		echo "installing postgresql"; \
+		mkdir -p /etc/postgresql-common/createcluster.d && \
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/no-main-cluster.conf && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
 
 lint: $(STAMP)

@@ -11,19 +11,26 @@ from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
 from retrieval.serving.text import escape_markdown
 from retrieval.serving.walkthrough import Walkthrough, can_walk, view
-from retrieval.store.feedback import FeedbackStore
+from retrieval.store import open_store
 
 st.set_page_config(page_title="美国手机号充值助手 · US top-up helper", page_icon="📱")
+
+
+def chat() -> None:
+    """The chat is the rest of this file; st.navigation only needs a page to name it by."""
+
+
+# Users see no navigation; operators open /insights by its URL, behind its password.
+page = st.navigation([st.Page(chat, title="Chat", default=True),
+                      st.Page("pages/insights.py", title="Insights", url_path="insights")], position="hidden")
+if page.url_path == "insights":
+    page.run()
+    st.stop()
 
 
 @st.cache_resource(show_spinner="正在加载模型和知识库… Loading the model and knowledge base…")
 def get_assistant():
     return load_assistant(Settings.from_env())
-
-
-@st.cache_resource
-def get_store(path: str) -> FeedbackStore:
-    return FeedbackStore(path)
 
 
 try:
@@ -33,7 +40,7 @@ except (KnowledgeError, ModelError, IndexStoreError) as exc:
     st.stop()
 kb = assistant.kb
 settings = Settings.from_env()
-store = get_store(str(settings.feedback_db))
+store = open_store(settings)  # the one store of the process, shared with the insights page
 state = st.session_state
 state.setdefault("session_id", uuid.uuid4().hex)
 state.setdefault("messages", [])      # {"id", "role", "text"} or {"id", "role", "answer", "interaction"}

@@ -18,7 +18,7 @@ from retrieval.api.schema import ERRORS, AskResponse, Health, ProviderList, requ
 from retrieval.knowledge import KnowledgeBase
 from retrieval.serving.answer import Answer
 from retrieval.settings import Settings
-from retrieval.store.feedback import FeedbackError, FeedbackStore
+from retrieval.store import FeedbackStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def log_answer(store: FeedbackStore | None, reply: Answer, session_id: str | None) -> None:
-    """Keep the question as the page does; an answer is never lost because the store is not there."""
+    """Keep the question as the page does; an answer is never lost because the store is not there (the store
+    itself holds writes in memory while its database is away)."""
     if store is None:
         return
     top = reply.hits[0] if reply.hits else None
@@ -52,7 +53,7 @@ def log_answer(store: FeedbackStore | None, reply: Answer, session_id: str | Non
         store.log_interaction(session_id=session_id or SESSION, question=reply.question, language=reply.language,
                               provider=reply.provider, kind=reply.kind.value, entry_id=reply.entry_id,
                               topic=reply.topic, answered=reply.answered, score=top.score if top else None)
-    except (FeedbackError, ValueError) as exc:
+    except (StoreError, ValueError) as exc:
         log.warning("the question was answered but not stored: %s", exc)
 
 
@@ -115,7 +116,8 @@ def create_app(assistant, store: FeedbackStore | None = None, workers: int = WOR
 
     @app.get("/healthz", response_model=Health, summary="200 once the assistant is loaded", operation_id="health")
     async def healthz() -> dict:
-        return {"status": "ok", "entries": len(kb.entries), "store": "ok" if store is not None else "unavailable"}
+        stored = store is not None and store.problem is None
+        return {"status": "ok", "entries": len(kb.entries), "store": "ok" if stored else "unavailable"}
 
     providers = {"providers": [{"id": p.id, "name": dict(p.name), "support_url": p.support_url}
                                for p in kb.providers.values()]}
@@ -128,15 +130,6 @@ def create_app(assistant, store: FeedbackStore | None = None, workers: int = WOR
     return app
 
 
-def open_store(settings: Settings, say: Callable[[str], None]) -> FeedbackStore | None:
-    """The page's store; when it cannot be opened the API still answers, and says so once."""
-    try:
-        return FeedbackStore(settings.feedback_db)
-    except FeedbackError as exc:
-        say(f"warning: questions will not be stored: {exc}")
-        return None
-
-
 def serve(settings: Settings, host: str, port: int, progress: Callable[[str], None]) -> None:
     """Load the assistant, then serve it until interrupted: the port opens only once answers can be given."""
     import uvicorn
@@ -144,10 +137,11 @@ def serve(settings: Settings, host: str, port: int, progress: Callable[[str], No
     from retrieval.loading import load_assistant
 
     assistant = load_assistant(settings, progress=progress)
-    store = open_store(settings, progress)
+    store = open_store(settings)  # the page's store; it never fails to open, it waits for its database
+    if store.problem:
+        progress(f"warning: questions are kept in memory until the database can be written: {store.problem}")
     progress(f"API docs at http://{host}:{port}/docs")
     try:
         uvicorn.run(create_app(assistant, store), host=host, port=port, access_log=False, log_level="info")
     finally:
-        if store is not None:
-            store.close()
+        store.close()

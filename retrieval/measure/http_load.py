@@ -84,7 +84,8 @@ def api_server(env: dict[str, str] | None = None, timeout: float = START_TIMEOUT
         url = f"http://127.0.0.1:{port}"
         feedback_db = Path(tmp) / "feedback.sqlite3"
         log = Path(tmp) / "server.log"
-        child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        # ASSISTANT_DATABASE_URL emptied: load-test questions go to the temporary file, never to a real database
+        child_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ASSISTANT_DATABASE_URL": "",
                      "ASSISTANT_FEEDBACK_DB": str(feedback_db), **(env or {})}
         with open(log, "wb") as out:
             process = subprocess.Popen([str(PYTHON), "-m", "retrieval", "serve", "--host", "127.0.0.1", "--port",

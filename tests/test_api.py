@@ -24,7 +24,8 @@ from retrieval.api import request as request_module
 from retrieval.api.app import create_app
 from retrieval.api.schema import AskResponse, Hit
 from retrieval.cli import answer_stream
-from retrieval.measure.http_load import api_server, run_load
+from retrieval.measure.bench import ApiBench, Latency, render_api
+from retrieval.measure.http_load import LoadResult, api_server, run_load
 from retrieval.settings import ROOT
 from retrieval.store import FeedbackStore, queries
 
@@ -267,6 +268,18 @@ def test_concurrent_clients_each_get_their_own_answer(server):
     assert result.server_cpu_s is not None and result.server_cpu_s > 0
     rows = queries.export_rows(FeedbackStore(server.feedback_db))
     assert sorted(rows[rows["session_id"] == "load-test"]["question"]) == sorted(questions)
+
+
+def test_the_bench_reports_each_level_beside_the_engine():
+    engine = Latency("engine", "Assistant.ask in-process, one at a time", (10.0, 11.0, 12.0, 30.0))
+    levels = [LoadResult(1, 4, 4, {}, 0.1, (12.0, 13.0, 14.0, 40.0), 0.06, 0.01),
+              LoadResult(64, 4, 3, {"HTTP 503": 1}, 0.2, (100.0, 200.0, 300.0), 0.05, None)]
+    lines = render_api(ApiBench(engine, 20.0, {1: 80.0, 4: 150.0}, levels, workers=4, server_rss_mb=700.0))
+    rows = [line for line in lines if line.startswith("| ")]
+    assert rows[1].startswith("| engine") and "| 20.0 |" in rows[1]
+    assert rows[2].startswith("| 1 | 4 / 4 | 40.0 |") and "| 15.0 |" in rows[2] and rows[2].endswith("| none |")
+    assert rows[3].startswith("| 64 | 3 / 4 | 15.0 |") and rows[3].endswith("| HTTP 503: 1 |")
+    assert any("4 threads: 150.0/s" in line for line in lines) and any("700 MiB" in line for line in lines)
 
 
 # -- the real model ---------------------------------------------------------------------------------

@@ -363,30 +363,33 @@ class ApiBench:
 
 
 def measure_api(assistant, questions, say: Say, clients: Sequence[int] = API_CLIENTS) -> ApiBench:
-    """Start `python -m retrieval serve` (its own process, a fresh feedback database) and load it with
-    `clients` concurrent async clients, each level sending every question once after a warm-up."""
+    """Start `python -m retrieval serve` (its own process, a fresh feedback database). One client: each question
+    asked in-process and over HTTP back to back (http_load.run_paired). More clients: every question once from
+    that many concurrent async clients, after a warm-up."""
     from retrieval.api.app import WORKERS
     from retrieval.measure import http_load
 
     requests = [{"question": q.q, "provider": q.context} for q in questions]
-    say(f"HTTP API: the engine's own time on the same {len(requests)} questions")
-    expected: list[str] = []
-    cpu = time.process_time()
-    engine = Latency("engine", "Assistant.ask in-process, one at a time",
-                     time_each(lambda r: expected.append(assistant.ask(r["question"], provider=r["provider"])
-                                                         .question), requests))
-    engine_cpu_ms = (time.process_time() - cpu) * 1000.0 / len(requests)
+    say(f"HTTP API: the engine alone with 1 and {WORKERS} threads")
     engine_qps = throughput(assistant, questions, threads=(1, WORKERS))
     levels = []
     say("HTTP API: starting `python -m retrieval serve`")
     with http_load.api_server() as server:
-        for c in clients:
-            say(f"HTTP API: {c} concurrent client(s), {len(requests)} questions")
-            http_load.run_load(server, requests[: 2 * c], c, expected[: 2 * c])  # connections and threads warm
-            levels.append(http_load.run_load(server, requests, c, expected))
+        def ask(r: dict) -> str:
+            return assistant.ask(r["question"], provider=r["provider"]).question
+
+        say(f"HTTP API: {len(requests)} questions, each in-process and then over HTTP")
+        http_load.run_paired(server, requests[:10], ask)  # warm
+        paired = http_load.run_paired(server, requests, ask)
+        levels.append(paired.api)
+        for c in (c for c in clients if c > 1):
+            say(f"HTTP API: {c} concurrent clients, {len(requests)} questions")
+            http_load.run_load(server, requests[: 2 * c], c, paired.expected[: 2 * c])  # connections, threads warm
+            levels.append(http_load.run_load(server, requests, c, paired.expected))
         rss = next((int(line.split()[1]) / 1024 for line in Path(f"/proc/{server.pid}/status").read_text()
                     .splitlines() if line.startswith("VmRSS:")), None)
-    return ApiBench(engine, engine_cpu_ms, engine_qps, levels, WORKERS, rss)
+    engine = Latency("engine", "Assistant.ask in-process, one at a time", paired.engine_ms)
+    return ApiBench(engine, paired.engine_cpu_s * 1000.0 / len(requests), engine_qps, levels, WORKERS, rss)
 
 
 def render_api(api: ApiBench) -> list[str]:
@@ -399,6 +402,7 @@ def render_api(api: ApiBench) -> list[str]:
              f"| engine: Assistant.ask in-process, one at a time | {len(e.samples_ms)} / {len(e.samples_ms)} | "
              f"{1000.0 / statistics.fmean(e.samples_ms):.1f} | {_ms(e.p('p50'))} | {_ms(e.p('p95'))} | "
              f"{_ms(e.p('p99'))} | {_ms(api.engine_cpu_ms)} | — | 1.00 | — |"]
+    # one client: each question went in-process and over HTTP back to back; more: all at once
     for level in api.levels:
         p = percentiles(level.latencies_ms) or {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
         per = max(level.answered, 1)
@@ -409,7 +413,9 @@ def render_api(api: ApiBench) -> list[str]:
                      f"{_ms(p['p50'])} | {_ms(p['p95'])} | {_ms(p['p99'])} | {server} | {client} | "
                      f"{p['p95'] / e.p('p95'):.2f} | {failures} |")
     threads = ", ".join(f"{t} thread{'s' if t > 1 else ''}: {v:.1f}/s" for t, v in api.engine_qps.items())
-    lines += ["", f"The engine alone, threads sharing one Assistant in this process: {threads}. The server answers "
+    lines += ["", "With one client each question was asked in-process and then over HTTP, back to back, so the two "
+              "rows saw the same machine. "
+              f"The engine alone, threads sharing one Assistant in this process: {threads}. The server answers "
               f"on {api.workers} threads and logs every question to its own fresh SQLite store; the clients "
               "(httpx2, one keep-alive connection each) run in the bench's process on the same cores, so their "
               "CPU comes out of the server's."]

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,3 +156,49 @@ def run_load(server: ApiServer, requests: Sequence[dict], clients: int, expected
     server_cpu = server_after - server_before if server_before is not None and server_after is not None else None
     return LoadResult(clients, sent, len(latencies), dict(failures), seconds, tuple(latencies), server_cpu,
                       client_after - client_before)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """One question at a time, each asked in-process and then over HTTP back to back, so both see the same
+    machine: on a shared 2-core machine, runs measured minutes apart are not comparable."""
+
+    engine_ms: tuple[float, ...]
+    engine_cpu_s: float         # this process's CPU over the in-process asks
+    api: LoadResult             # the HTTP side, as a one-client level
+    expected: tuple[str, ...]   # the question each in-process answer understood
+
+
+def run_paired(server: ApiServer, requests: Sequence[dict], ask: Callable[[dict], str],
+               timeout_s: float = REQUEST_TIMEOUT) -> Paired:
+    """For each request: `ask(request)` in-process (returning the answer's question), then POST /v1/ask."""
+    import httpx2
+
+    engine_ms, api_ms, expected = [], [], []
+    failures: Counter[str] = Counter()
+    engine_cpu = client_cpu = server_cpu = 0.0
+    with httpx2.Client(base_url=server.url, timeout=timeout_s) as client:
+        for request in requests:
+            cpu, start = time.process_time(), time.perf_counter()
+            expected.append(ask(request))
+            engine_ms.append((time.perf_counter() - start) * 1000.0)
+            engine_cpu += time.process_time() - cpu
+            body = json.dumps(request, ensure_ascii=False).encode("utf-8")
+            server_before, cpu, start = process_cpu_s(server.pid) or 0.0, time.process_time(), time.perf_counter()
+            try:
+                response = client.post("/v1/ask", content=body, headers={"content-type": "application/json"})
+            except httpx2.HTTPError as exc:
+                failures[type(exc).__name__] += 1
+                continue
+            elapsed = (time.perf_counter() - start) * 1000.0
+            client_cpu += time.process_time() - cpu
+            server_cpu += (process_cpu_s(server.pid) or 0.0) - server_before
+            if response.status_code != 200:
+                failures[f"HTTP {response.status_code}"] += 1
+            elif response.json().get("question") != expected[-1]:
+                failures["wrong question"] += 1
+            else:
+                api_ms.append(elapsed)
+    api = LoadResult(1, len(requests), len(api_ms), dict(failures), sum(api_ms) / 1000.0, tuple(api_ms), server_cpu,
+                     client_cpu)
+    return Paired(tuple(engine_ms), engine_cpu, api, tuple(expected))

@@ -278,7 +278,7 @@ def test_the_bench_reports_each_level_beside_the_engine():
     rows = [line for line in lines if line.startswith("| ")]
     assert rows[1].startswith("| engine") and "| 20.0 |" in rows[1]
     assert rows[2].startswith("| 1 | 4 / 4 | 40.0 |") and "| 15.0 |" in rows[2] and rows[2].endswith("| none |")
-    assert rows[3].startswith("| 64 | 3 / 4 | 15.0 |") and rows[3].endswith("| HTTP 503: 1 |")
+    assert rows[3].startswith("| 64 | 3 / 4 | 15.0 |") and rows[3].endswith("| 0.10 | HTTP 503: 1 |")  # ÷ 150/s
     assert any("4 threads: 150.0/s" in line for line in lines) and any("700 MiB" in line for line in lines)
 
 

@@ -397,11 +397,11 @@ def render_api(api: ApiBench) -> list[str]:
     e = api.engine
     lines = ["", "## HTTP API (`python -m retrieval serve`, POST /v1/ask on loopback)", "",
              "| clients | answered / sent | answers/s | p50 (ms) | p95 (ms) | p99 (ms) | server CPU per answer (ms) "
-             "| client CPU per answer (ms) | p95 ÷ engine p95 | failures |",
-             "|---|---|---|---|---|---|---|---|---|---|",
+             "| client CPU per answer (ms) | p95 ÷ engine p95 | answers/s ÷ engine's | failures |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
              f"| engine: Assistant.ask in-process, one at a time | {len(e.samples_ms)} / {len(e.samples_ms)} | "
              f"{1000.0 / statistics.fmean(e.samples_ms):.1f} | {_ms(e.p('p50'))} | {_ms(e.p('p95'))} | "
-             f"{_ms(e.p('p99'))} | {_ms(api.engine_cpu_ms)} | — | 1.00 | — |"]
+             f"{_ms(e.p('p99'))} | {_ms(api.engine_cpu_ms)} | — | 1.00 | 1.00 | — |"]
     # one client: each question went in-process and over HTTP back to back; more: all at once
     for level in api.levels:
         p = percentiles(level.latencies_ms) or {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
@@ -409,12 +409,16 @@ def render_api(api: ApiBench) -> list[str]:
         server = "—" if level.server_cpu_s is None else _ms(level.server_cpu_s * 1000.0 / per)
         client = "—" if level.client_cpu_s is None else _ms(level.client_cpu_s * 1000.0 / per)
         failures = ", ".join(f"{k}: {v}" for k, v in level.failures.items()) or "none"
+        # against the engine alone with as many threads as the server answers on (one at a time for one client)
+        engine_qps = 1000.0 / statistics.fmean(e.samples_ms) if level.clients == 1 else \
+            api.engine_qps.get(api.workers, max(api.engine_qps.values()))
         lines.append(f"| {level.clients} | {level.answered} / {level.sent} | {level.throughput:.1f} | "
                      f"{_ms(p['p50'])} | {_ms(p['p95'])} | {_ms(p['p99'])} | {server} | {client} | "
-                     f"{p['p95'] / e.p('p95'):.2f} | {failures} |")
+                     f"{p['p95'] / e.p('p95'):.2f} | {level.throughput / engine_qps:.2f} | {failures} |")
     threads = ", ".join(f"{t} thread{'s' if t > 1 else ''}: {v:.1f}/s" for t, v in api.engine_qps.items())
     lines += ["", "With one client each question was asked in-process and then over HTTP, back to back, so the two "
-              "rows saw the same machine. "
+              "rows saw the same machine; with more, answers/s is set against the engine alone with as many "
+              "threads as the server answers on. "
               f"The engine alone, threads sharing one Assistant in this process: {threads}. The server answers "
               f"on {api.workers} threads and logs every question to its own fresh SQLite store; the clients "
               "(httpx2, one keep-alive connection each) run in the bench's process on the same cores, so their "

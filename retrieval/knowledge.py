@@ -134,6 +134,7 @@ class Conversation:
     follow_up_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     known_word_zipf: float = 3.0
     provider_order: tuple[str, ...] = ()  # the "which provider?" buttons, first to last
+    context: dict[str, tuple[str, ...]] = field(default_factory=dict)  # what people write around a question
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,8 @@ def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> 
     intents = {key: SmallTalk(key, {lang: getattr(s.questions, lang) for lang in LANGUAGES}, s.answer.model_dump())
                for key, s in f.small_talk.items()}
     words = {lang: getattr(f.follow_up_words, lang) for lang in LANGUAGES}
-    return Conversation(intents, words, f.known_word_zipf, f.provider_order)
+    context = {lang: getattr(f.context, lang) for lang in LANGUAGES} if f.context else {}
+    return Conversation(intents, words, f.known_word_zipf, f.provider_order, context)
 
 
 def _vocabulary(docs: dict[str, Any], errors: list[str]) -> tuple[tuple[TermGroup, ...], tuple[str, ...]]:

@@ -277,6 +277,7 @@ class ConversationFile(Schema):
     follow_up_words: PerLanguage[Texts]
     known_word_zipf: float
     provider_order: tuple[Text, ...] = ()
+    context: PerLanguage[Texts] | None = None
 
     @check("known_word_zipf")
     @classmethod

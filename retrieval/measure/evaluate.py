@@ -20,7 +20,7 @@ from retrieval.settings import ROOT, Settings
 
 DEV_SET = ROOT / "eval" / "dev_set.yaml"
 # The sets thresholds and weights are tuned on; the frozen test set is only ever reported.
-DEV_SETS = (DEV_SET, ROOT / "eval" / "dev_more.yaml")
+DEV_SETS = (DEV_SET, ROOT / "eval" / "dev_more.yaml", ROOT / "eval" / "dev_long.yaml")
 TEST_SET = ROOT / "eval" / "test_set.yaml"
 OUT_OF_SCOPE, ASK_PROVIDER = "out_of_scope", "ask_provider"
 # Answers that give nothing from the knowledge base: right for an out-of-scope question, wrong otherwise.

@@ -25,7 +25,7 @@ from retrieval.api.request import (
 from retrieval.knowledge import LANGUAGES, KnowledgeError, load_knowledge, older_than_years, parse_source
 from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
-from retrieval.settings import Settings
+from retrieval.settings import Settings, SettingsError
 
 
 def _progress(message: str) -> None:
@@ -276,7 +276,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO = sys.stdin) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "check":
             return cmd_check(args, settings, out)

@@ -24,6 +24,10 @@ class ModelError(Exception):
     """The embedding model could not be prepared or loaded."""
 
 
+class ModelLoadError(ModelError):
+    """The model's files were there but could not be read: damaged, cut short, or not a model."""
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model, using its `query`/`passage` prompts when it has them.
 
@@ -63,7 +67,7 @@ class SentenceTransformerEmbedder:
         except ModelError:
             raise
         except Exception as exc:  # the libraries raise many kinds; the user needs one message
-            raise ModelError(f"cannot load the embedding model {path!r} ({backend}): {exc}") from exc
+            raise ModelLoadError(f"cannot load the embedding model {path!r} ({backend}): {exc}") from exc
         self.embed_queries(["warm up", "预热"])  # the first calls are much slower than the rest
 
     def _load_torch(self, path: str) -> None:

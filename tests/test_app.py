@@ -27,23 +27,34 @@ def app(kb_dir, tmp_path, monkeypatch):
     st.cache_resource.clear()
 
 
-def ask(at: AppTest, text: str) -> AppTest:
-    at.chat_input[0].set_value(text).run()
+def whole_page(at: AppTest) -> AppTest:
+    """A question or a click reruns only a fragment of the page, and AppTest then holds only that fragment's
+    elements; a plain run afterwards draws the whole page again, as the browser shows it."""
+    assert not at.exception
+    at.run()
     assert not at.exception
     return at
+
+
+def ask(at: AppTest, text: str) -> AppTest:
+    at.chat_input[0].set_value(text).run()
+    return whole_page(at)
 
 
 def click(at: AppTest, label: str) -> AppTest:
     matches = [b for b in at.button if b.label == label or label in b.label]
     assert matches, f"no button {label!r} in {[b.label for b in at.button]}"
     matches[0].click().run()
-    assert not at.exception
-    return at
+    return whole_page(at)
+
+
+def conversation(at: AppTest):
+    return at.session_state["conv"]
 
 
 def markdown(at: AppTest) -> str:
-    """Everything written on the page: Markdown, captions, notes and warnings."""
-    parts = [*at.markdown, *at.caption, *at.warning, *at.info]
+    """Everything written on the page: Markdown, captions, notes, warnings and the users' own words (text)."""
+    parts = [*at.markdown, *at.caption, *at.warning, *at.info, *at.text]
     return "\n".join(str(m.value) for m in parts)
 
 
@@ -59,8 +70,8 @@ def test_answer_with_steps_links_and_date(app):
     text = markdown(app)
     assert "1. 打开 voice.google.com。" in text and "support.google.com/voice/answer/141923" in text
     assert "2026-11-29" in text
-    assert app.session_state["provider"] == "google_voice"
-    assert app.sidebar.selectbox[0].value == "Google Voice"
+    assert conversation(app).provider == "google_voice"
+    assert app.selectbox[0].value == "Google Voice"
 
 
 def test_walkthrough_with_side_question(app):
@@ -93,17 +104,17 @@ def test_ask_back_offers_providers_as_buttons(app):
     labels = [b.label for b in app.button]
     assert "Google Voice" in labels and "Tello" in labels
     click(app, "Tello")
-    assert "ADD10PAYG" in markdown(app) and app.session_state["provider"] == "tello"
+    assert "ADD10PAYG" in markdown(app) and conversation(app).provider == "tello"
 
 
 def test_provider_picker_sets_context(app):
-    app.sidebar.selectbox[0].select("Tello").run()
+    app.selectbox[0].select("Tello").run()
     ask(app, "how do i top up")
     assert "ADD10PAYG" in markdown(app)
 
 
 def test_decline_is_kind_and_links_support(app):
-    app.sidebar.selectbox[0].select("Tello").run()
+    app.selectbox[0].select("Tello").run()
     ask(app, "？？？")
     text = markdown(app)
     assert "I can help" in text or "我可以帮你" in text
@@ -115,7 +126,7 @@ def test_card_number_masked_and_warned(app, tmp_path):
     assert any("card number" in w.value or "卡号" in w.value for w in app.warning)
     shown = markdown(app)
     assert "4111" not in shown and "•••• •••• •••• ••••" in shown
-    assert "4111" not in str(app.session_state["messages"])
+    assert "4111" not in str(conversation(app))
     db = sqlite3.connect(tmp_path / "feedback.sqlite3")
     assert "4111" not in str(db.execute("select * from interactions").fetchall())
 
@@ -123,8 +134,8 @@ def test_card_number_masked_and_warned(app, tmp_path):
 def test_feedback_and_comment_are_stored(app, tmp_path):
     ask(app, "gv top up")
     ask(app, "my card was declined")
-    app.feedback[1].set_value(0).run()       # 👎 on the second answer
-    assert not app.exception
+    app.pills[1].set_value(0).run()          # 👎 on the second answer
+    whole_page(app)
     app.text_input[0].input("the ZIP tip helped, but 4111 1111 1111 1111 still fails").run()
     db = sqlite3.connect(tmp_path / "feedback.sqlite3")
     rows = db.execute("select i.question, f.rating, f.comment from interactions i "
@@ -132,12 +143,12 @@ def test_feedback_and_comment_are_stored(app, tmp_path):
     assert [r[0] for r in rows] == ["gv top up", "my card was declined"]
     assert rows[0][1] is None and rows[1][1] == 0
     assert "ZIP tip" in rows[1][2] and "4111" not in rows[1][2]
-    app.run()                                # a rerun loses nothing
-    assert len(app.session_state["messages"]) == 4 and app.feedback[1].value == 0
+    whole_page(app)                          # a rerun loses nothing
+    assert len(conversation(app).turns) == 2 and app.pills[1].value == 0
 
 
 def test_language_switch(app):
-    app.sidebar.radio[0].set_value("en").run()
+    app.segmented_control[0].set_value("en").run()
     ask(app, "GV怎么充值")
     assert "Add Google Voice credit" in markdown(app)
 
@@ -145,12 +156,13 @@ def test_language_switch(app):
 def test_new_conversation_clears(app):
     ask(app, "gv top up")
     click(app, "New conversation")
-    assert app.session_state["messages"] == [] and app.session_state["provider"] is None
+    assert conversation(app).turns == [] and conversation(app).provider is None
 
 
 def test_user_markup_shown_as_text(app):
-    ask(app, "<script>alert(1)</script> **bold** gv top up")
-    assert any("\\<script\\>" in m.value for m in app.markdown)
+    typed = "<script>alert(1)</script> **bold** gv top up"
+    ask(app, typed)
+    assert [t.value for t in app.text] == [typed]      # the user's bubble: plain text, exactly as typed
 
 
 def test_broken_knowledge_shows_message_not_traceback(kb_dir, tmp_path, monkeypatch):

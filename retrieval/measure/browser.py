@@ -37,10 +37,11 @@ CHROMIUM_ARGS = [
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 900}
 
-SERVER_START_TIMEOUT = 120.0  # seconds until /_stcore/health answers "ok"
-# The first page load runs get_assistant(): the model (~10 s idle) and, if `make prepare` was not run after a
-# change to the knowledge base, an index rebuild (minutes on a busy 2-core machine).
-APP_READY_TIMEOUT = 300.0
+# Seconds until /_stcore/health answers "ok": the server loads the model (~10 s idle) before it answers, and,
+# if `make prepare` was not run after a change to the knowledge base, rebuilds the index (minutes on a busy
+# 2-core machine).
+SERVER_START_TIMEOUT = 300.0
+APP_READY_TIMEOUT = 120.0
 ANSWER_TIMEOUT = 60.0        # one question, on a loaded machine
 
 CHAT_INPUT = '[data-testid="stChatInputTextArea"]'
@@ -52,7 +53,9 @@ STALE = '[data-stale="true"]'                  # elements from the previous run,
 BLOCK = '[data-testid="stVerticalBlock"]'
 PROGRESS = re.compile(r"第 (\d+) 步，共 (\d+) 步|Step (\d+) of (\d+)")
 COUNT_GREW = "([selector, n]) => document.querySelectorAll(selector).length > n"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots for the README are written only when this names a folder (`make screenshots` sets it), so that
+# `make test` leaves the work tree as it found it.
+SCREENSHOTS_ENV = "ASSISTANT_SCREENSHOTS"
 
 
 class ServerError(RuntimeError):
@@ -117,7 +120,8 @@ def _stop(process: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def streamlit_server(password: str = "operator-test-password", timeout: float = SERVER_START_TIMEOUT,
                      env: dict[str, str] | None = None) -> Iterator[Server]:
-    """The real chat app (real model and index: the default settings) on a free port.
+    """The real chat server (chat_server.py: app.py with the assistant loaded at start-up; the real model and
+    index, the production settings of .streamlit/config.toml) on a free port.
 
     The feedback database is a fresh temporary file and the operator password is `password`. Yields once
     http://127.0.0.1:<port>/_stcore/health answers "ok"; raises ServerError with the server's output if it
@@ -139,7 +143,7 @@ def streamlit_server(password: str = "operator-test-password", timeout: float = 
             **(env or {}),
         }
         command = [
-            str(PYTHON), "-m", "streamlit", "run", "app.py",
+            str(PYTHON), "-m", "streamlit", "run", "chat_server.py",
             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
             # Others edit the sources while the tests run: no watcher, no "source changed" banner, less CPU.
@@ -246,9 +250,10 @@ def wait_for_run(page, after: int, timeout: float = ANSWER_TIMEOUT) -> None:
     wait_idle(page, timeout=max(1.0, deadline - time.monotonic()))
 
 
-SLOW_START = ("the chat page's first run loads the model and the index; if the knowledge base or retrieval/ "
-              "changed since `make prepare`, the index is rebuilt first, which takes minutes on a busy machine: "
-              "run `make prepare` before the browser tests")
+SLOW_START = ("the chat page's first run did not finish; a server started without chat_server.py loads the model "
+              "and the index at the first visit, and if the knowledge base or retrieval/ changed since "
+              "`make prepare` the index is rebuilt first, which takes minutes on a busy machine: run `make prepare` "
+              "before the browser tests")
 
 
 def open_chat(page, url: str, timeout: float = APP_READY_TIMEOUT) -> None:
@@ -334,13 +339,17 @@ SCROLL_TO_TOP = """(e, offset) => {
 }"""
 
 
-def screenshot(page, name: str, top=None, offset: int = 70) -> Path:
-    """Save docs/screenshots/<name> (the viewport); `top`, if given, is scrolled to just below the header."""
+def screenshot(page, name: str, top=None, offset: int = 70) -> Path | None:
+    """Save <ASSISTANT_SCREENSHOTS>/<name> (the viewport) when that variable names a folder, else nothing;
+    `top`, if given, is scrolled to just below the header."""
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    if not folder:
+        return None
     page.mouse.move(0, 0)  # no hover highlight on the button clicked last
     if top is not None:
         top.evaluate(SCROLL_TO_TOP, offset)
     page.wait_for_timeout(300)
-    path = SCREENSHOTS / name
+    path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), animations="disabled")
     return path

@@ -72,9 +72,9 @@ LANGUAGE_NAMES = {"auto": "自动 Auto", "zh": "中文", "en": "English"}
 
 # Touch-sized buttons, readable captions, a title that does not break inside a word on a phone.
 STYLE = """<style>
-.stButton button, [data-testid="stBaseButton-pills"], [data-testid="stBaseButton-pillsActive"],
-[data-testid="stBaseButton-segmented_control"], [data-testid="stBaseButton-segmented_controlActive"],
-[data-testid="stPopover"] button { min-height: 44px; }
+.stButton button, [data-testid="stButtonGroup"] button, [data-testid="stPopover"] button,
+[data-testid="stExpander"] summary { min-height: 44px; }
+[data-testid="stChatInputSubmitButton"] { min-height: 44px; min-width: 44px; }
 [data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p,
 [data-testid="stWidgetLabel"] p { color: #4b4d57 !important; }
 h1 { word-break: keep-all; }
@@ -419,7 +419,7 @@ def answer_now(request: dict, n: int) -> None:
         if turn.interaction is not None:
             save_turn(n)
             save_head()
-        st.html(SCROLL_SCRIPT % {"target": json.dumps("question")}, unsafe_allow_javascript=True)
+    st.html(SCROLL_SCRIPT % {"target": json.dumps("question")}, unsafe_allow_javascript=True)
 
 
 def welcome() -> None:
@@ -529,7 +529,7 @@ def chat() -> None:
                            "names": json.dumps({"user": ui("you"), "assistant": ui("assistant")},
                                                ensure_ascii=False)},
             unsafe_allow_javascript=True)
-    st.title(ui("title"))
+    st.title(ui("title"), anchor=False)
     st.caption(ui("subtitle"))
     toolbar()
     if keeper.get() is None:

@@ -311,9 +311,12 @@ def click(page, text: str, timeout: float = ANSWER_TIMEOUT, index: int = -1) -> 
     after_run(page, lambda: target.click(timeout=timeout * 1000), timeout=timeout)
 
 
+WALKTHROUGH = ".st-key-walkbox"   # the walkthrough's bordered box (a container keyed "walkbox")
+
+
 def walkthrough(page):
-    """The bordered box of the walkthrough (the innermost block holding the progress line)."""
-    return page.locator(BLOCK).filter(has_text=PROGRESS).last
+    """The bordered box of the walkthrough."""
+    return page.locator(WALKTHROUGH)
 
 
 def progress(page) -> tuple[int, int]:
@@ -323,6 +326,26 @@ def progress(page) -> tuple[int, int]:
         raise AssertionError("no walkthrough progress on the page")
     numbers = [int(n) for n in match.groups() if n]
     return numbers[0], numbers[1]
+
+
+IN_VIEW = """e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight; }"""
+
+
+def wait_in_view(locator, timeout: float = 5.0) -> None:
+    """Wait until the top of `locator` is inside the viewport (the page scrolls after drawing an answer)."""
+    deadline = time.monotonic() + timeout
+    while not locator.evaluate(IN_VIEW):
+        if time.monotonic() > deadline:
+            box = locator.evaluate("e => e.getBoundingClientRect().top")
+            raise AssertionError(f"its top is at {box:.0f} px, outside the viewport")
+        locator.page.wait_for_timeout(50)
+
+
+def scroll_to_top(page) -> None:
+    """Scroll the conversation back to its start, as a user re-reading it would."""
+    page.locator(CHAT_MESSAGE).first.evaluate(SCROLL_TO_TOP, 0)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.wait_for_timeout(200)
 
 
 def body_text(page) -> str:

@@ -119,11 +119,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def streamlit_server(password: str = "operator-test-password", timeout: float = SERVER_START_TIMEOUT,
-                     env: dict[str, str] | None = None) -> Iterator[Server]:
+                     env: dict[str, str] | None = None, entry: str = "chat_server.py", root: Path = ROOT,
+                     options: tuple[str, ...] = ()) -> Iterator[Server]:
     """The real chat server (chat_server.py: app.py with the assistant loaded at start-up; the real model and
     index, the production settings of .streamlit/config.toml) on a free port.
 
-    The feedback database is a fresh temporary file and the operator password is `password`. Yields once
+    `entry`, `root` and `options` (more `--section.option value` flags) serve another script or another copy
+    of the project, for a before/after comparison. The feedback database is a fresh temporary file and the
+    operator password is `password`. Yields once
     http://127.0.0.1:<port>/_stcore/health answers "ok"; raises ServerError with the server's output if it
     exits first or is not healthy within `timeout` seconds. The server is stopped (terminate, then kill)
     on the way out, whatever happened.
@@ -143,14 +146,12 @@ def streamlit_server(password: str = "operator-test-password", timeout: float = 
             **(env or {}),
         }
         command = [
-            str(PYTHON), "-m", "streamlit", "run", "chat_server.py",
+            str(PYTHON), "-m", "streamlit", "run", entry,
             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-            "--browser.gatherUsageStats", "false",
-            # Others edit the sources while the tests run: no watcher, no "source changed" banner, less CPU.
-            "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false", *options,
         ]
         with open(log, "wb") as out:
-            process = subprocess.Popen(command, cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(command, cwd=root, env=child_env, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL,
                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         try:

@@ -87,3 +87,15 @@ def test_saved_walkthrough_is_checked_against_the_knowledge_base(tiny_kb):
                    {"entry_id": "gv-topup", "language": "en", "step": "1"},
                    {"entry_id": "gv-topup", "language": "en", "step": True}):
         assert Walkthrough.from_json(tiny_kb, broken) is None, broken
+
+
+def test_what_a_step_should_show_is_said_once():
+    from retrieval.knowledge import load_knowledge
+    from retrieval.settings import ROOT
+
+    kb = load_knowledge(ROOT / "knowledge")
+    for entry in kb.entries:
+        for lang, steps in entry.steps.items():
+            for n in range(len(steps)):
+                expect = view(kb, Walkthrough(entry.id, lang, step=n)).expect
+                assert "看到：看到" not in expect and "see: You see" not in expect, (entry.id, expect)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ RUN_TIMEOUT = 60.0  # seconds for one script run, on a loaded machine
 # Element fields that carry text a user reads, by element type.
 _TEXT_FIELDS = {"markdown": "body", "alert": "body", "heading": "body", "text": "body", "code": "code_text",
                 "button": "label", "toast": "body", "html": "body", "caption": "body"}
+
+
+# CommonMark lets a backslash escape any ASCII punctuation character.
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
 class ClientError(RuntimeError):
@@ -45,8 +50,12 @@ class Node:
 
     @property
     def text(self) -> str:
+        """The text a reader sees, roughly: Markdown's backslash escapes (`AT\\&T`) are undone."""
         name = _TEXT_FIELDS.get(self.kind)
-        return str(getattr(getattr(self.proto, self.kind), name)) if name else ""
+        if not name:
+            return ""
+        body = str(getattr(getattr(self.proto, self.kind), name))
+        return _ESCAPED.sub(r"\1", body) if self.kind == "markdown" else body
 
     @property
     def widget_id(self) -> str:

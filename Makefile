@@ -11,7 +11,7 @@ PREPARED := var/.prepared
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run dev test screenshots setup prepare browser lint bench eval clean
+.PHONY: run dev test screenshots setup prepare browser postgres lint bench eval clean
 
 # Production settings come from .streamlit/config.toml (no file watcher, no run-on-save); chat_server.py loads
 # the assistant when the server starts, so the first visitor does not wait for it.
@@ -23,7 +23,7 @@ dev: $(PREPARED)
 	$(PY) -m streamlit run chat_server.py --server.port $(PORT) \
 		--server.fileWatcherType auto --server.runOnSave true
 
-test: $(PREPARED) browser
+test: $(PREPARED) browser postgres
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -55,6 +55,16 @@ browser:
 # The README's screenshots (laptop and phone sizes), taken by the browser tests; `make test` never writes them.
 screenshots: $(PREPARED) browser
 	ASSISTANT_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -m browser tests/test_browser.py
+
+# Debian's PostgreSQL server for the store's tests (each test run starts its own, on a free port, in a
+# temporary folder: see deploy/postgres.sh). No cluster of the package's own is created or started.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+		echo "installing postgresql"; \
+		mkdir -p /etc/postgresql-common/createcluster.d && \
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/no-main-cluster.conf && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -19,14 +19,14 @@ from typing import Any
 
 import streamlit as st
 
-from chat_resources import get_assistant, get_store_keeper
+from chat_resources import get_assistant
 from retrieval import Kind, KnowledgeError, Settings
 from retrieval.serving.conversation import Conversation, Turn, turn_key
 from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
 from retrieval.serving.safety import mask_secrets
 from retrieval.serving.walkthrough import Walkthrough, can_walk, stays_open, view
-from retrieval.store.feedback import FeedbackError
+from retrieval.store import FeedbackError, FeedbackStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,11 @@ UI: dict[str, dict[str, str]] = {
     "rating_saved": {"zh": "已记录，谢谢！", "en": "Thanks for the feedback."},
     "rating_undone": {"zh": "已撤销评价。", "en": "Rating removed."},
     "your_comment": {"zh": "你的补充（已保存，卡号等已遮住）", "en": "Your note (saved; card numbers masked)"},
-    "not_saved": {"zh": "（这条没能保存到记录里，不影响你继续使用。）",
-                  "en": "(This could not be saved to the records; you can carry on.)"},
-    "store_down": {"zh": "记录暂时不可用：评价和刷新后恢复对话暂时用不了，问答不受影响。",
-                   "en": "Records are unavailable for now: ratings and restoring after a reload won't work; "
-                         "questions are answered as usual."},
+    "not_saved": {"zh": "（记录暂时写不进去，这条会在恢复后补存；问答不受影响。）",
+                  "en": "(The records can't be written just now; this is kept and saved when they are back.)"},
+    "store_down": {"zh": "记录暂时不可用：问答照常，评价会在恢复后补存，刷新后可能无法恢复这次对话。",
+                   "en": "Records are unavailable for now: answers work as usual, ratings are saved when they are "
+                         "back, and a reload may not bring this conversation back."},
     "walk_continue": {"zh": "继续引导", "en": "Continue the walkthrough"},
     "walk_done": {"zh": "已完成", "en": "Finished"},
     "change_provider": {"zh": "更换运营商", "en": "Change provider"},
@@ -123,7 +123,7 @@ state = st.session_state
 # -- resources ----------------------------------------------------------------------------------------
 def load_resources() -> None:
     """The assistant and the store, as this module's globals for the callbacks and fragments of this run."""
-    global assistant, kb, settings, keeper
+    global assistant, kb, settings, store
     try:
         assistant = get_assistant()
     except (KnowledgeError, ModelError, IndexStoreError) as exc:
@@ -131,22 +131,25 @@ def load_resources() -> None:
         st.stop()
     kb = assistant.kb
     settings = Settings.from_env()
-    keeper = get_store_keeper(str(settings.feedback_db))
+    store = open_store(settings)  # the process's one store, shared with the insights page; never raises for I/O
 
 
 NOT_SAVED = object()
 
 
-def with_store(call: Callable[[Any], Any]) -> Any:
-    """`call(store)`, or NOT_SAVED when the store cannot be opened or written: the page goes on without it."""
-    store = keeper.get()
-    if store is None:
-        return NOT_SAVED
+def with_store(call: Callable[[FeedbackStore], Any]) -> Any:
+    """`call(store)`, or NOT_SAVED when the store fails: the page goes on without it. (A store that cannot
+    write just now keeps the write in memory and says so in `store.problem`; this is for anything worse.)"""
     try:
         return call(store)
     except FeedbackError as exc:
         log.warning("feedback store: %s", exc)
         return NOT_SAVED
+
+
+def saved_later() -> bool:
+    """Whether what was just written waits in memory for the database to come back."""
+    return store.problem is not None
 
 
 # -- state --------------------------------------------------------------------------------------------
@@ -271,8 +274,8 @@ def rate(n: int) -> None:
     turn.rating = rating if saved else turn.rating
     if saved:
         save_turn(n)
-    state.toast = ui("rating_undone" if rating is None else "rating_saved", turn.answer.language) if saved \
-        else ui("not_saved", turn.answer.language)
+    state.toast = ui("rating_undone" if rating is None else "rating_saved", turn.answer.language) \
+        if saved and not saved_later() else ui("not_saved", turn.answer.language)
 
 
 def comment(n: int) -> None:
@@ -289,7 +292,7 @@ def comment(n: int) -> None:
         return
     turn.comment = masked
     save_turn(n)
-    state.toast = ui("comment_saved", turn.answer.language)
+    state.toast = ui("not_saved" if saved_later() else "comment_saved", turn.answer.language)
 
 
 def pick_provider(names: dict[str, str]) -> None:
@@ -415,6 +418,8 @@ def answer_now(request: dict, n: int) -> None:
             kind=answer.kind.value, entry_id=answer.entry_id, topic=answer.topic, answered=answer.answered,
             score=top.score if top else None))
         turn.interaction = None if interaction is NOT_SAVED else interaction
+        if turn.interaction is not None and saved_later():
+            st.caption(ui("not_saved", answer.language))
         render_feedback(turn, n)
         if turn.interaction is not None:
             save_turn(n)
@@ -532,7 +537,7 @@ def chat() -> None:
     st.title(ui("title"), anchor=False)
     st.caption(ui("subtitle"))
     toolbar()
-    if keeper.get() is None:
+    if store.problem is not None:
         st.caption(ui("store_down"))
     state.blocks = (len(conv.turns) + len(state.pending)) // TURNS_PER_BLOCK + 1 + SPARE_BLOCKS
     state.active_blocks = set()

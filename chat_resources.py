@@ -1,23 +1,17 @@
-"""What every session of the chat server shares: the assistant, loaded once per process, and the feedback store.
+"""What every session of the chat server shares: the assistant, loaded once per process.
 
 Imported by app.py (the page) and chat_server.py (which loads the assistant before the first visitor), so both
-reach the same `st.cache_resource` entries.
+reach the same `st.cache_resource` entry. (The store is shared through retrieval.store.open_store.)
 """
 
 from __future__ import annotations
 
 import gc
-import logging
 import threading
-import time
 
 import streamlit as st
 
 from retrieval import Assistant, Settings, load_assistant
-from retrieval.store.feedback import FeedbackError, FeedbackStore
-
-log = logging.getLogger(__name__)
-STORE_RETRY_S = 30.0  # after the store failed to open, try again no sooner than this
 
 
 def _warm_up(assistant: Assistant) -> None:
@@ -40,36 +34,3 @@ def get_assistant() -> Assistant:
     gc.collect()
     gc.freeze()
     return assistant
-
-
-class StoreKeeper:
-    """The feedback store, opened on first use; when it cannot be opened, the page works without it and
-    tries again after STORE_RETRY_S, instead of waiting on a broken database at every click."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._store: FeedbackStore | None = None
-        self._error = ""
-        self._failed_at = 0.0
-        self._lock = threading.Lock()
-
-    def get(self) -> FeedbackStore | None:
-        with self._lock:
-            due = not self._failed_at or time.monotonic() - self._failed_at >= STORE_RETRY_S
-            if self._store is None and due:
-                try:
-                    self._store = FeedbackStore(self.path)
-                    self._error = ""
-                except FeedbackError as exc:
-                    self._error, self._failed_at = str(exc), time.monotonic()
-                    log.warning("feedback store unavailable: %s", exc)
-            return self._store
-
-    @property
-    def error(self) -> str:
-        return self._error
-
-
-@st.cache_resource
-def get_store_keeper(path: str) -> StoreKeeper:
-    return StoreKeeper(path)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from typing import TextIO
 
-from retrieval.knowledge import LANGUAGES, KnowledgeError, load_knowledge
+from retrieval.knowledge import LANGUAGES, KnowledgeError, load_knowledge, older_than_years, parse_source
 from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
 from retrieval.settings import Settings
@@ -38,6 +39,36 @@ def coverage_table(kb) -> str:
     return "\n".join(lines)
 
 
+STALE_DAYS = 180  # an entry nobody has re-checked for longer gets a warning (an error with --strict)
+OLD_SOURCE_YEARS = 2
+
+
+def audit(kb, today: dt.date) -> dict[str, list]:
+    """What `check` reports beyond the schema: entries not re-checked for STALE_DAYS, sources outside the
+    provider's own domains (providers that declare none, like `general`, are skipped), and entries whose
+    oldest dated page is more than OLD_SOURCE_YEARS old (their answers say so)."""
+    stale = [f"{e.file}: {e.id}: checked: last checked {e.checked.isoformat()}, "
+             f"{(today - e.checked).days} days ago (more than {STALE_DAYS})"
+             for e in kb.entries if (today - e.checked).days > STALE_DAYS]
+    off_domain = [{"provider": e.provider, "entry": e.id, "source": text}
+                  for e in kb.entries if kb.providers[e.provider].domains
+                  for text in e.sources if not kb.providers[e.provider].owns(text.split(" ", 1)[0])]
+    old = [{"entry": e.id, "source": text} for e in kb.entries for text in e.sources
+           if (src := parse_source(text)) and older_than_years(src.date, OLD_SOURCE_YEARS, today)]
+    return {"stale": stale, "off_domain": off_domain, "old_sources": old}
+
+
+def _print_off_domain(off_domain: list[dict], out: TextIO) -> None:
+    """One line per provider and cited page, with the entries that cite it."""
+    cited: dict[tuple[str, str], list[str]] = {}
+    for item in off_domain:
+        cited.setdefault((item["provider"], item["source"]), []).append(item["entry"])
+    print(f"\n{len(off_domain)} source(s) not on the provider's own domains ({len(cited)} distinct); "
+          "an answer resting on one says whose page it is:", file=out)
+    for (provider, source), entries in sorted(cited.items()):
+        print(f"  {provider}: {source} <- {', '.join(entries)}", file=out)
+
+
 def cmd_check(args, settings: Settings, out: TextIO) -> int:
     try:
         kb = load_knowledge(settings.knowledge_dir)
@@ -49,18 +80,31 @@ def cmd_check(args, settings: Settings, out: TextIO) -> int:
         return 1
     missing = kb.missing_cells()
     errors = [f"{p}.yaml: {p}/{t}: topic: required topic has no entry" for p, t in missing]
+    found = audit(kb, dt.date.today())
+    warnings = found["stale"]
+    if args.strict:
+        errors, warnings = errors + warnings, []
     entries = [{"id": e.id, "provider": e.provider, "topic": e.topic,
-                "languages": [lang for lang in LANGUAGES if lang in e.answer], "checked": e.checked.isoformat()}
+                "languages": [lang for lang in LANGUAGES if lang in e.answer], "checked": e.checked.isoformat(),
+                "sources": list(e.sources)}
                for e in kb.entries]
     if args.json:
-        print(json.dumps({"ok": not errors, "errors": errors, "entries": entries}, ensure_ascii=False), file=out)
-    else:
-        print(coverage_table(kb), file=out)
-        print(f"\n{len(kb.entries)} entries, {len(kb.providers)} providers, {len(kb.topics)} topics "
-              "(zh+en: both languages; !: required but missing; -: not covered)", file=out)
-        for e in errors:
-            print(f"error: {e}", file=out)
-        print("ok" if not errors else f"{len(errors)} error(s)", file=out)
+        print(json.dumps({"ok": not errors, "errors": errors, "entries": entries, "warnings": warnings,
+                          "off_domain": found["off_domain"], "old_sources": found["old_sources"]},
+                         ensure_ascii=False), file=out)
+        return 0 if not errors else 1
+    print(coverage_table(kb), file=out)
+    print(f"\n{len(kb.entries)} entries, {len(kb.providers)} providers, {len(kb.topics)} topics "
+          "(zh+en: both languages; !: required but missing; -: not covered)", file=out)
+    _print_off_domain(found["off_domain"], out)
+    old_entries = {item["entry"] for item in found["old_sources"]}
+    print(f"\n{len(old_entries)} entries cite a page more than {OLD_SOURCE_YEARS} years old "
+          "(their answers say so under the text).", file=out)
+    for w in warnings:
+        print(f"warning: {w}", file=out)
+    for e in errors:
+        print(f"error: {e}", file=out)
+    print("ok" if not errors else f"{len(errors)} error(s)", file=out)
     return 0 if not errors else 1
 
 
@@ -113,17 +157,22 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate knowledge/ and print the coverage table")
     check.add_argument("--json", action="store_true", help="print the contract's JSON object")
+    check.add_argument("--strict", action="store_true",
+                       help=f"entries not re-checked for more than {STALE_DAYS} days are errors, not warnings")
     ask = sub.add_parser("ask", help="answer a question (or a JSON-lines stream with --jsonl)")
     ask.add_argument("question", nargs="*")
     ask.add_argument("--jsonl", action="store_true", help="read JSON lines on stdin, write one JSON line each")
     ask.add_argument("--provider", default=None, help="the provider chosen earlier, e.g. google_voice")
     ask.add_argument("--language", choices=LANGUAGES, default=None)
     sub.add_parser("prepare", help="convert the model and build the index if needed")
-    ev = sub.add_parser("eval", help="score the development question set and the baselines")
-    ev.add_argument("--set", default=None, help="question set (default eval/dev_set.yaml)")
+    ev = sub.add_parser("eval", help="score the development sets and the frozen test set, side by side")
+    ev.add_argument("--set", action="append", default=None,
+                    help="a development question set (repeatable; default eval/dev_set.yaml and eval/dev_more.yaml)")
+    ev.add_argument("--test", default=None, help="the frozen test set (default eval/test_set.yaml)")
+    ev.add_argument("--no-test", action="store_true", help="score the development sets only")
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--worst", type=int, default=15)
-    ev.add_argument("--json", default=None, help="also write the numbers to this file")
+    ev.add_argument("--save", default=None, metavar="PATH", help="also write the numbers to this JSON file")
     ev.add_argument("--calibrate", action="store_true", help="grid-search the decline thresholds first")
     bench = sub.add_parser("bench", help="measure speed and memory; write a Markdown report")
     bench.add_argument("--out", default="bench", help="folder for report.md and the plot")

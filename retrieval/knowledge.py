@@ -4,24 +4,40 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import string
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-import yaml
-
-LANGUAGES = ("zh", "en")
-CATALOG_FILE = "catalog.yaml"
-MESSAGES_FILE = "messages.yaml"
-OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
-SPECIAL_FILES = (CATALOG_FILE, MESSAGES_FILE, OUT_OF_SCOPE_FILE)
-PROVIDER_KINDS = ("general", "virtual_number", "retired_voip", "business_phone", "carrier_prepaid", "mvno_prepaid")
-PROVIDER_STATUSES = ("active", "retired")
-ENTRY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-URL = re.compile(r"^https://[^\s]+$")
+from retrieval.knowledge_schema import (  # noqa: F401  (re-exported: other modules import these from here)
+    CATALOG_FILE,
+    CONVERSATION_FILE,
+    ENTRY_ID,
+    LANGUAGES,
+    MESSAGES_FILE,
+    OUT_OF_SCOPE_FILE,
+    PROVIDER_KINDS,
+    PROVIDER_STATUSES,
+    SOURCE_KINDS,
+    SPECIAL_FILES,
+    URL,
+    VOCABULARY_FILE,
+    CatalogFile,
+    ConversationFile,
+    EntrySchema,
+    MessagesFile,
+    OutOfScopeFile,
+    ProviderFile,
+    Source,
+    VocabularyFile,
+    comment_errors,
+    latest_day,
+    load_yaml,
+    older_than_years,
+    parse_source,
+    validate,
+)
 
 
 class KnowledgeError(Exception):
@@ -34,6 +50,7 @@ class KnowledgeError(Exception):
         super().__init__(f"the knowledge base has {len(errors)} error(s):\n{shown}{more}")
 
 
+# -- the records other modules use ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
     do: str
@@ -62,6 +79,12 @@ class Provider:
     status: str
     aliases: tuple[str, ...]
     support_url: str
+    domains: tuple[str, ...] = ()  # the provider's own web domains: a source elsewhere is not its own word
+
+    def owns(self, url: str) -> bool:
+        host = (urlparse(url).hostname or "").lower()
+        return any(host == d or host.endswith("." + d) for d in self.domains)
+
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,39 @@ class Entry:
     related: tuple[str, ...] = ()
     file: str = ""
 
+    def oldest_source(self) -> Source | None:
+        """The dated source whose page is oldest, if any source shows a date."""
+        dated = [s for s in map(parse_source, self.sources) if s and s.latest_day]
+        return min(dated, key=lambda s: s.latest_day, default=None)
+
+
+@dataclass(frozen=True)
+class SmallTalk:
+    """A greeting, thanks, "who are you": what people say and the short answer they get."""
+
+    id: str
+    questions: dict[str, tuple[str, ...]]
+    answer: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TermGroup:
+    """Words people use for the same thing; each variant reads as the canonical word of its language."""
+
+    id: str
+    canonical: dict[str, str]
+    variants: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """conversation.yaml: small talk, the words of a follow-up, and what counts as a known word."""
+
+    small_talk: dict[str, SmallTalk] = field(default_factory=dict)
+    follow_up_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    known_word_zipf: float = 3.0
+    provider_order: tuple[str, ...] = ()  # the "which provider?" buttons, first to last
+
 
 @dataclass(frozen=True)
 class KnowledgeBase:
@@ -91,6 +147,8 @@ class KnowledgeBase:
     provider_ids: tuple[str, ...] = ()  # every provider of the contract, with or without a guide yet
     off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)  # questions to decline, per language
     name_suffixes: tuple[str, ...] = ()  # words read as part of a provider's name ("预付卡" in "Verizon预付卡")
+    conversation: Conversation = field(default_factory=Conversation)
+    vocabulary: tuple[TermGroup, ...] = ()
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -118,126 +176,8 @@ class KnowledgeBase:
         return [cell for cell in self.required_cells() if cell not in have]
 
 
-class _Errors:
-    """Collects problems so one run reports all of them."""
 
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, file: str, entry: str, fld: str, message: str) -> None:
-        self.items.append(f"{file}: {entry}: {fld}: {message}")
-
-
-class _Reader:
-    """Checks the shape of one YAML document, recording errors against a file and entry."""
-
-    def __init__(self, errors: _Errors, file: str):
-        self.errors, self.file = errors, file
-
-    def err(self, entry: str, fld: str, message: str) -> None:
-        self.errors.add(self.file, entry, fld, message)
-
-    def mapping(self, value: Any, entry: str, fld: str, allowed: set[str], required: set[str]) -> dict | None:
-        if not isinstance(value, dict):
-            self.err(entry, fld, f"expected a mapping, got {type(value).__name__}")
-            return None
-        for key in value:
-            if key not in allowed:
-                self.err(entry, f"{fld}.{key}" if fld else str(key),
-                         f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        for key in sorted(required - set(value)):
-            self.err(entry, f"{fld}.{key}" if fld else key, "missing")
-        return value
-
-    def text(self, value: Any, entry: str, fld: str) -> str:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            self.err(entry, fld, "empty text")
-            return ""
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            self.err(entry, fld, f"expected text, got {type(value).__name__}")
-            return ""
-        return str(value).strip()
-
-    def per_language(self, value: Any, entry: str, fld: str, read: Callable[[Any, str], Any]) -> dict[str, Any]:
-        """A value given once per language: {zh: ..., en: ...}."""
-        out: dict[str, Any] = {}
-        if self.mapping(value, entry, fld, set(LANGUAGES), set()) is None:
-            return out
-        for lang in LANGUAGES:
-            if lang not in value:
-                self.err(entry, f"{fld}.{lang}", "missing language")
-            else:
-                out[lang] = read(value[lang], f"{fld}.{lang}")
-        return out
-
-    def text_list(self, value: Any, entry: str, fld: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value:
-            self.err(entry, fld, "expected a non-empty list")
-            return ()
-        return tuple(self.text(v, entry, f"{fld}[{i}]") for i, v in enumerate(value))
-
-
-class _SafeLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that a value YAML cannot build (2026-02-30, !!int x) is a YAML error with a position."""
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        try:
-            return super().construct_object(node, deep)
-        except yaml.YAMLError:
-            raise
-        except Exception as exc:  # PyYAML's constructors raise whatever a bad value provokes
-            shown = repr(node.value) if isinstance(node.value, str) else "this value"
-            raise yaml.constructor.ConstructorError(
-                None, None, f"{shown} cannot be read as {node.tag.rsplit(':', 1)[-1]} ({exc})",
-                node.start_mark) from exc
-
-
-def _load_yaml(path: Path, errors: _Errors) -> Any:
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
-    except UnicodeDecodeError as exc:
-        errors.add(path.name, "-", "-", f"not UTF-8 text ({exc.reason})")
-    except RecursionError:
-        errors.add(path.name, "-", "-", "invalid YAML: nested too deeply to read")
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        errors.add(path.name, "-", "-", f"invalid YAML at {where}: {problem}")
-    return None
-
-
-def _read_catalog(doc: Any, r: _Reader) -> tuple[list[str], dict[str, Topic], dict[str, tuple[str, ...]]]:
-    providers: list[str] = []
-    topics: dict[str, Topic] = {}
-    required: dict[str, tuple[str, ...]] = {}
-    allowed = {"providers", "topics", "required_topics", "name_suffixes"}
-    if r.mapping(doc, "-", "", allowed, {"providers", "topics"}) is None:
-        return providers, topics, required
-    providers = list(r.text_list(doc.get("providers"), "-", "providers"))
-    raw_topics = doc.get("topics") or []
-    if not isinstance(raw_topics, list):
-        r.err("-", "topics", f"expected a list of topics, got {type(raw_topics).__name__}")
-        raw_topics = []
-    for i, t in enumerate(raw_topics):
-        where = f"topics[{i}]"
-        if r.mapping(t, where, "", {"id", "name", "needs_provider"}, {"id", "name", "needs_provider"}) is None:
-            continue
-        tid = r.text(t.get("id"), where, "id")
-        name = r.per_language(t.get("name"), tid or where, "name", lambda v, f, w=tid or where: r.text(v, w, f))
-        if not isinstance(t.get("needs_provider"), bool):
-            r.err(tid or where, "needs_provider", "expected true or false")
-        topics[tid] = Topic(tid, name, bool(t.get("needs_provider")))
-    req = doc.get("required_topics") or {}
-    if r.mapping(req, "-", "required_topics", {"every_provider", *providers}, set()) is not None:
-        for key, value in req.items():
-            required[key] = r.text_list(value, "-", f"required_topics.{key}")
-            for t in required[key]:
-                if t not in topics:
-                    r.err("-", f"required_topics.{key}", f"unknown topic {t!r}")
-    return providers, topics, required
-
-
+# -- cross-file checks -------------------------------------------------------------------------------
 # Every sentence the code shows, with the {placeholders} it fills in.
 MESSAGES = {
     "decline": set(), "decline_support": {"provider", "url"}, "ask_provider": set(), "clarify": set(),
@@ -247,7 +187,8 @@ MESSAGES = {
     "step_expect": {"text"}, "step_if_not": {"text"}, "payment_help_heading": set(), "final_check": set(),
     "walk_finished": set(), "walk_exit": set(), "related_heading": set(),
     "starters": set(), "welcome": set(), "provider_now": set(), "comment_prompt": set(),
-    "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(),
+    "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(), "old_source": {"date"},
+    "not_understood": set(),
 }
 
 
@@ -258,127 +199,45 @@ def _placeholders(text: str) -> set[str] | None:
         return None
 
 
-def _read_messages(doc: Any, r: _Reader) -> dict[str, dict[str, str]]:
-    if r.mapping(doc, "-", "", {"messages"}, {"messages"}) is None or not isinstance(doc.get("messages"), dict):
-        r.err("-", "messages", "expected a mapping of message keys")
-        return {}
-    messages = {key: r.per_language(value, key, "text", lambda v, f, k=key: r.text(v, k, f))
-                for key, value in doc["messages"].items()}
-    for key in sorted(MESSAGES.keys() - messages.keys()):
-        r.err(key, "text", "missing (the app shows this message)")
+def _message_errors(messages: dict[str, dict[str, str]]) -> list[str]:
+    errors = [f"{MESSAGES_FILE}: {key}: text: missing (the app shows this message)"
+              for key in sorted(MESSAGES.keys() - messages.keys())]
     for key, texts in messages.items():
         names = {lang: _placeholders(text) for lang, text in texts.items()}
         for lang, found in names.items():
             if found is None:
-                r.err(key, f"text.{lang}", "unbalanced { or } (write {{ and }} for a literal brace)")
+                errors.append(f"{MESSAGES_FILE}: {key}: text.{lang}: unbalanced {{ or }} "
+                              "(write {{ and }} for a literal brace)")
             elif key in MESSAGES and found - MESSAGES[key]:
                 allowed = ", ".join(f"{{{n}}}" for n in sorted(MESSAGES[key])) or "none"
-                r.err(key, f"text.{lang}", f"unknown placeholder(s) {sorted(found - MESSAGES[key])} "
-                                           f"(allowed: {allowed})")
+                errors.append(f"{MESSAGES_FILE}: {key}: text.{lang}: unknown placeholder(s) "
+                              f"{sorted(found - MESSAGES[key])} (allowed: {allowed})")
         if None not in names.values() and len({frozenset(n) for n in names.values()}) > 1:
-            r.err(key, "text", "the languages use different {placeholders}; keep them identical")
-    return messages
+            errors.append(f"{MESSAGES_FILE}: {key}: text: the languages use different {{placeholders}}; "
+                          "keep them identical")
+    return errors
 
 
-def _read_off_topic(doc: Any, r: _Reader) -> dict[str, tuple[str, ...]]:
-    if r.mapping(doc, "-", "", {"out_of_scope"}, {"out_of_scope"}) is None:
-        return {}
-    return r.per_language(doc.get("out_of_scope"), "-", "out_of_scope", lambda v, f: r.text_list(v, "-", f))
+def _cross_file_errors(files: dict[str, ProviderFile], complete: bool) -> list[str]:
+    """What no single file can know: a provider defined twice, duplicate entry ids, and (when every file
+    could be read, so that a missing id is really missing) related ids that exist."""
+    errors, owner, seen = [], {}, {}
+    for name, f in files.items():
+        if f.provider.id in owner:
+            errors.append(f"{name}: provider: provider.id: provider {f.provider.id!r} is already defined "
+                          f"in {owner[f.provider.id]}")
+        owner.setdefault(f.provider.id, name)
+        for e in f.entries:
+            if e.id in seen:
+                errors.append(f"{name}: {e.id}: id: duplicate id (also in {seen[e.id]})")
+            seen.setdefault(e.id, name)
+    errors += [f"{name}: {e.id}: related: unknown entry id {rel!r}"
+               for name, f in files.items() for e in f.entries for rel in e.related
+               if complete and rel not in seen]
+    return errors
 
 
-PROVIDER_KEYS = {"id", "name", "kind", "status", "aliases", "support_url"}
-ENTRY_KEYS = {"id", "topic", "checked", "title", "questions", "answer", "steps", "links", "sources", "related"}
-ENTRY_REQUIRED = ENTRY_KEYS - {"steps", "related"}
-
-
-def _read_provider(doc: Any, r: _Reader, known: list[str]) -> Provider | None:
-    p = doc.get("provider")
-    if r.mapping(p, "provider", "provider", PROVIDER_KEYS, PROVIDER_KEYS - {"aliases"}) is None:
-        return None
-    pid = r.text(p.get("id"), "provider", "provider.id")
-    if pid and pid not in known:
-        r.err("provider", "provider.id", f"unknown provider {pid!r} (known: {', '.join(known)})")
-    if p.get("kind") not in PROVIDER_KINDS:
-        r.err(pid, "provider.kind", f"{p.get('kind')!r} is not one of {', '.join(PROVIDER_KINDS)}")
-    if p.get("status") not in PROVIDER_STATUSES:
-        r.err(pid, "provider.status", f"{p.get('status')!r} is not one of {', '.join(PROVIDER_STATUSES)}")
-    aliases = p.get("aliases") or []
-    if not isinstance(aliases, list):
-        r.err(pid, "provider.aliases", "expected a list")
-        aliases = []
-    url = r.text(p.get("support_url"), pid, "provider.support_url")
-    if url and not URL.match(url):
-        r.err(pid, "provider.support_url", f"not an https URL: {url!r}")
-    name = r.per_language(p.get("name"), pid, "provider.name", lambda v, f: r.text(v, pid, f))
-    return Provider(pid, name, str(p.get("kind")), str(p.get("status")),
-                    tuple(r.text(a, pid, "provider.aliases") for a in aliases), url)
-
-
-def _read_steps(value: Any, r: _Reader, eid: str, fld: str) -> tuple[Step, ...]:
-    if not isinstance(value, list) or not value:
-        r.err(eid, fld, "empty step list")
-        return ()
-    steps = []
-    for i, s in enumerate(value):
-        where = f"{fld}[{i}]"
-        if isinstance(s, str):
-            s = {"do": s}
-        if r.mapping(s, eid, where, {"do", "expect", "if_not"}, {"do"}) is None:
-            continue
-        steps.append(Step(r.text(s.get("do"), eid, f"{where}.do"),
-                          *(r.text(s[k], eid, f"{where}.{k}") if k in s else "" for k in ("expect", "if_not"))))
-    return tuple(steps)
-
-
-def _read_links(value: Any, r: _Reader, eid: str) -> tuple[Link, ...]:
-    if not isinstance(value, list) or not value:
-        r.err(eid, "links", "expected at least one official link")
-        return ()
-    links = []
-    for i, link in enumerate(value):
-        if r.mapping(link, eid, f"links[{i}]", {"title", "url"}, {"title", "url"}) is None:
-            continue
-        url = r.text(link.get("url"), eid, f"links[{i}].url")
-        if url and not URL.match(url):
-            r.err(eid, f"links[{i}].url", f"not an https URL: {url!r}")
-        links.append(Link(r.text(link.get("title"), eid, f"links[{i}].title"), url))
-    return tuple(links)
-
-
-def _read_entry(e: Any, r: _Reader, provider: str, topics: dict[str, Topic], index: int) -> Entry | None:
-    eid = e.get("id") if isinstance(e, dict) and isinstance(e.get("id"), str) else f"entries[{index}]"
-    if r.mapping(e, eid, "", ENTRY_KEYS, ENTRY_REQUIRED) is None:
-        return None
-    if not ENTRY_ID.match(eid):
-        r.err(eid, "id", "use lowercase letters, digits and single hyphens")
-    topic = e.get("topic")
-    if not isinstance(topic, str) or topic not in topics:
-        r.err(eid, "topic", f"unknown topic {topic!r}")
-    checked = e.get("checked")
-    if not isinstance(checked, dt.date):
-        r.err(eid, "checked", f"expected a date YYYY-MM-DD, got {checked!r}")
-        checked = dt.date.min
-
-    def text(v: Any, f: str) -> str:
-        return r.text(v, eid, f)
-
-    def texts(v: Any, f: str) -> tuple[str, ...]:
-        return r.text_list(v, eid, f)
-
-    steps = r.per_language(e["steps"], eid, "steps", lambda v, f: _read_steps(v, r, eid, f)) if "steps" in e else {}
-    if len({len(s) for s in steps.values()}) > 1:
-        r.err(eid, "steps", "the languages have different numbers of steps")
-    sources = texts(e.get("sources"), "sources")
-    related = texts(e["related"], "related") if "related" in e else ()
-    return Entry(
-        id=eid, provider=provider, topic=str(topic), checked=checked,
-        title=r.per_language(e.get("title"), eid, "title", text),
-        questions=r.per_language(e.get("questions"), eid, "questions", texts),
-        answer=r.per_language(e.get("answer"), eid, "answer", text),
-        steps=steps, links=_read_links(e.get("links"), r, eid), sources=sources,
-        related=related, file=r.file)
-
-
+# -- loading ---------------------------------------------------------------------------------------
 def _digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for path in paths:
@@ -386,65 +245,87 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+def _entry(e: EntrySchema, provider: str, file: str) -> Entry:
+    steps = {lang: tuple(Step(s.do, s.expect, s.if_not) for s in getattr(e.steps, lang)) for lang in LANGUAGES} \
+        if e.steps else {}
+    return Entry(id=e.id, provider=provider, topic=e.topic, checked=e.checked, title=e.title.model_dump(),
+                 questions={lang: getattr(e.questions, lang) for lang in LANGUAGES},
+                 answer=e.answer.model_dump(), steps=steps,
+                 links=tuple(Link(link.title, link.url) for link in e.links), sources=e.sources,
+                 related=e.related, file=file)
+
+
+def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> Conversation:
+    if CONVERSATION_FILE not in docs:
+        return Conversation()
+    f = validate(CONVERSATION_FILE, docs[CONVERSATION_FILE], ConversationFile, {"providers": known}, errors)
+    if f is None:
+        return Conversation()
+    intents = {key: SmallTalk(key, {lang: getattr(s.questions, lang) for lang in LANGUAGES}, s.answer.model_dump())
+               for key, s in f.small_talk.items()}
+    words = {lang: getattr(f.follow_up_words, lang) for lang in LANGUAGES}
+    return Conversation(intents, words, f.known_word_zipf, f.provider_order)
+
+
+def _vocabulary(docs: dict[str, Any], errors: list[str]) -> tuple[TermGroup, ...]:
+    if VOCABULARY_FILE not in docs:
+        return ()
+    f = validate(VOCABULARY_FILE, docs[VOCABULARY_FILE], VocabularyFile, {}, errors)
+    if f is None:
+        return ()
+    return tuple(TermGroup(g.id, g.canonical.model_dump(), {lang: getattr(g.variants, lang) for lang in LANGUAGES})
+                 for g in f.vocabulary)
+
+
 def load_knowledge(directory: Path) -> KnowledgeBase:
     """Read and validate every knowledge file; raise KnowledgeError listing all problems."""
     directory = Path(directory)
-    errors = _Errors()
     paths = sorted(directory.glob("*.yaml"))
     names = {p.name for p in paths}
-    for needed in (CATALOG_FILE, MESSAGES_FILE):
-        if needed not in names:
-            errors.add(needed, "-", "-", f"file missing in {directory}")
-    if errors.items:
-        raise KnowledgeError(errors.items)
-    docs = {p.name: _load_yaml(p, errors) for p in paths}
-    known, topics, required = _read_catalog(docs[CATALOG_FILE], _Reader(errors, CATALOG_FILE))
-    catalog = docs[CATALOG_FILE] if isinstance(docs[CATALOG_FILE], dict) else {}
-    suffixes = _Reader(errors, CATALOG_FILE).text_list(catalog["name_suffixes"], "-", "name_suffixes") \
-        if "name_suffixes" in catalog else ()
-    messages = _read_messages(docs[MESSAGES_FILE], _Reader(errors, MESSAGES_FILE))
-    off_topic = _read_off_topic(docs[OUT_OF_SCOPE_FILE], _Reader(errors, OUT_OF_SCOPE_FILE)) \
-        if OUT_OF_SCOPE_FILE in docs else {}
-    providers: dict[str, Provider] = {}
-    entries: list[Entry] = []
-    seen: dict[str, str] = {}
-    for name, doc in docs.items():
+    errors = [f"{needed}: -: -: file missing in {directory}" for needed in (CATALOG_FILE, MESSAGES_FILE)
+              if needed not in names]
+    if errors:
+        raise KnowledgeError(errors)
+    loaded = {p.name: load_yaml(p, errors) for p in paths}
+    docs = {name: doc for name, (doc, _, _) in loaded.items()}
+    catalog = validate(CATALOG_FILE, docs[CATALOG_FILE], CatalogFile, {}, errors)
+    known = list(catalog.providers) if catalog else []
+    topics = {t.id: Topic(t.id, t.name.model_dump(), t.needs_provider) for t in catalog.topics} if catalog else {}
+    messages_file = validate(MESSAGES_FILE, docs[MESSAGES_FILE], MessagesFile, {}, errors)
+    messages = {k: v.model_dump() for k, v in messages_file.messages.items()} if messages_file else {}
+    if messages_file:
+        errors += _message_errors(messages)
+    off_topic: dict[str, tuple[str, ...]] = {}
+    if OUT_OF_SCOPE_FILE in docs:
+        oos = validate(OUT_OF_SCOPE_FILE, docs[OUT_OF_SCOPE_FILE], OutOfScopeFile, {}, errors)
+        off_topic = oos.out_of_scope.model_dump() if oos else {}
+    conversation = _conversation(docs, known, errors)
+    vocabulary = _vocabulary(docs, errors)
+    files: dict[str, ProviderFile] = {}
+    provider_files = [name for name in loaded if name not in SPECIAL_FILES]
+    context = {"providers": known, "topics": topics}
+    for name, (doc, node, text) in loaded.items():
         if name in SPECIAL_FILES:
             continue
-        r = _Reader(errors, name)
         if doc is None:
-            if not any(item.startswith(f"{name}: ") for item in errors.items):
-                r.err("-", "-", "the file is empty")
+            if not any(item.startswith(f"{name}: ") for item in errors):
+                errors.append(f"{name}: -: -: the file is empty")
             continue
-        if r.mapping(doc, "-", "", {"provider", "entries"}, {"provider", "entries"}) is None:
-            continue
-        provider = _read_provider(doc, r, known)
-        if provider is None:
-            continue
-        if provider.id in providers:
-            r.err("provider", "provider.id", f"provider {provider.id!r} is already defined in another file")
-        providers[provider.id] = provider
-        if not isinstance(doc.get("entries"), list) or not doc["entries"]:
-            r.err(provider.id, "entries", "expected a non-empty list of entries")
-            continue
-        for i, raw in enumerate(doc["entries"]):
-            entry = _read_entry(raw, r, provider.id, topics, i)
-            if entry is None:
-                continue
-            if entry.id in seen:
-                r.err(entry.id, "id", f"duplicate id (also in {seen[entry.id]})")
-            seen.setdefault(entry.id, name)
-            entries.append(entry)
-    ids = {e.id for e in entries}
-    for e in entries:
-        for rel in e.related:
-            if rel not in ids:
-                errors.add(e.file, e.id, "related", f"unknown entry id {rel!r}")
-    if errors.items:
-        raise KnowledgeError(errors.items)
+        errors += comment_errors(name, node, text)
+        parsed = validate(name, doc, ProviderFile, context, errors)
+        if parsed is not None:
+            files[name] = parsed
+    errors += _cross_file_errors(files, complete=len(files) == len(provider_files))
+    if errors:
+        raise KnowledgeError(errors)
+    providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.kind,
+                                         f.provider.status, f.provider.aliases, f.provider.support_url,
+                                         f.provider.domains) for f in files.values()}
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
-                         topics=topics, entries=tuple(entries), messages=messages, off_topic=off_topic,
-                         name_suffixes=suffixes,
-                         required=required, provider_ids=tuple(known),
+                         topics=topics, messages=messages, off_topic=off_topic,
+                         entries=tuple(_entry(e, f.provider.id, name) for name, f in files.items() for e in f.entries),
+                         name_suffixes=catalog.name_suffixes, required=dict(catalog.required_topics),
+                         conversation=conversation, vocabulary=vocabulary,
+                         provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          digest=_digest([p for p in paths if p.name != MESSAGES_FILE]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,10 +39,21 @@ def make_embedder(settings: Settings, progress: Progress | None = None) -> Embed
     return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend)
 
 
+def keep_word_cache_in(data_dir: Path) -> None:
+    """jieba caches its dictionary in the shared /tmp and loads it back with marshal, so anyone who can write
+    there could hand us code: keep the cache in our own data folder instead. (Before jieba's first use.)"""
+    import jieba
+
+    with contextlib.suppress(OSError):  # a read-only data folder: jieba then just skips writing its cache
+        data_dir.mkdir(parents=True, exist_ok=True)
+    jieba.dt.tmp_dir = str(data_dir)
+
+
 def load_assistant(settings: Settings | None = None, progress: Progress | None = None,
                    embedder: Embedder | None = None) -> Assistant:
     """Knowledge, model and index, checked and ready: the expensive object, built once per process."""
     settings = settings or Settings.from_env()
+    keep_word_cache_in(settings.data_dir)
     kb = load_knowledge(settings.knowledge_dir)  # before the model: a broken knowledge base fails fast
     embedder = embedder or make_embedder(settings, progress)
     index = load_or_build(kb, embedder, settings.index_dir, progress)

@@ -30,6 +30,8 @@ class Settings:
     # torch: sentence-transformers as it comes. Both give the same development-set numbers.
     backend: str = "openvino"
     feedback_db: Path = ROOT / "var" / "feedback.sqlite3"
+    # postgresql://user:password@host/db: the store on a PostgreSQL server instead of feedback_db (SQLite).
+    database_url: str = ""
     operator_password: str = ""
     max_question_chars: int = 500
 
@@ -58,6 +60,7 @@ class Settings:
             model=env.get("ASSISTANT_MODEL", base.model),
             backend=env.get("ASSISTANT_BACKEND", base.backend),
             feedback_db=Path(env.get("ASSISTANT_FEEDBACK_DB", data_dir / "feedback.sqlite3")),
+            database_url=env.get("ASSISTANT_DATABASE_URL", "").strip(),
             operator_password=env.get("ASSISTANT_OPERATOR_PASSWORD", ""),
             max_question_chars=int(env.get("ASSISTANT_MAX_QUESTION_CHARS", base.max_question_chars)),
         )

@@ -24,7 +24,7 @@ def kb_dir(tmp_path: Path) -> Path:
     """A writable copy of the tiny knowledge base, with the real catalog and messages."""
     target = tmp_path / "knowledge"
     shutil.copytree(FIXTURE_KB, target)
-    for name in ("catalog.yaml", "messages.yaml", "out_of_scope.yaml"):
+    for name in ("catalog.yaml", "messages.yaml", "out_of_scope.yaml", "conversation.yaml", "vocabulary.yaml"):
         shutil.copy(ROOT / "knowledge" / name, target / name)
     return target
 

@@ -38,15 +38,15 @@ def test_language_follows_question_or_choice(tiny_assistant):
     assert "给 GV 充值" in tiny_assistant.ask("gv top up", language="zh").markdown
 
 
-def test_declines_symbols_and_empty(tiny_assistant):
-    assert tiny_assistant.ask("？？？").kind is Kind.DECLINE
+def test_symbols_are_not_understood_and_empty_is_empty(tiny_assistant):
+    assert tiny_assistant.ask("？？？").kind is Kind.NOT_UNDERSTOOD
     assert tiny_assistant.ask("   ").kind is Kind.EMPTY
     assert not tiny_assistant.ask("？？？").answered
 
 
-def test_decline_names_provider_support(tiny_assistant):
+def test_not_understood_names_provider_support(tiny_assistant):
     a = tiny_assistant.ask("🙂🙂", provider="tello")
-    assert a.kind is Kind.DECLINE and "https://tello.com/help_center" in a.markdown
+    assert a.kind is Kind.NOT_UNDERSTOOD and "https://tello.com/help_center" in a.markdown
 
 
 def test_secrets_masked_and_warned(tiny_assistant):

@@ -29,9 +29,11 @@ from retrieval.measure.browser import (
     content,
     open_chat,
     progress,
+    runs,
     screenshot,
     scroll_to_top,
     user_messages,
+    wait_for_run,
     wait_in_view,
     walkthrough,
 )
@@ -102,18 +104,21 @@ def test_feedback_is_counted_on_the_insights_page(chat_page, live_server):
     expect(answer.get_by_label(re.compile("想补充一句"))).to_be_visible()   # the optional comment box
 
     expect(page.locator('[data-testid="stSidebarNavLink"]')).to_have_count(0)   # not listed for users...
-    after_run(page, lambda: page.goto(f"{live_server.url}/insights"))            # ...but reachable by its URL
+    before = runs(page).finished                                                  # ...but reachable by its URL
+    page.goto(f"{live_server.url}/insights")
+    wait_for_run(page, before)
     password = page.get_by_label(re.compile("Operator password"))
     password.fill("not the password")
     after_run(page, lambda: password.press("Enter"))
-    expect(page.get_by_text("Wrong password. / 密码错误。")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Wrong password\. The next attempt is taken in 1 s"))).to_be_visible()
+    page.wait_for_timeout(1200)  # each wrong password costs a wait before the next attempt counts
     password.fill(live_server.password)
     after_run(page, page.get_by_role("button", name=re.compile("Sign in")).click)
     expect(page.get_by_text("Feedback / 用户反馈")).to_be_visible()
     expect(page.get_by_text("No ratings yet")).to_have_count(0)
     questions = page.locator('[data-testid="stMetric"]').filter(has_text="Questions / 提问数")
     assert int(questions.locator('[data-testid="stMetricValue"]').inner_text().replace(",", "")) >= 1
-    expect(page.locator('[data-testid="stVegaLiteChart"]').filter(has_text="google_voice").first).to_be_visible()
+    expect(page.locator('[data-testid="stVegaLiteChart"]').filter(has_text="Google Voice").first).to_be_visible()
     page.wait_for_timeout(1000)  # let the charts finish drawing
     # From "Most asked" down: the bars, the declined questions and the ratings (a single day's line is empty).
     screenshot(page, "insights.png", top=page.get_by_role("heading", name="Most asked / 最常见"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from retrieval.knowledge import KnowledgeError, load_knowledge
+from retrieval.knowledge import KnowledgeError, load_knowledge, older_than_years, parse_source
 from retrieval.settings import ROOT
 
 
@@ -134,3 +135,99 @@ PROMOTIONAL = re.compile(r"t\.me/|telegram\.me|esim1088|postimg\.cc|wa\.me/", re
 def test_no_promotional_links():
     for path in (ROOT / "knowledge").glob("*.yaml"):
         assert not PROMOTIONAL.search(path.read_text(encoding="utf-8")), path.name
+
+
+# -- comments YAML swallows ---------------------------------------------------------------------
+def replace_line(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def test_a_plain_value_cut_at_hash_is_refused(kb_dir):
+    # YAML reads this as "Dial" plus a comment: users would see half a sentence
+    replace_line(kb_dir / "tello.yaml", "en: Text ADD10PAYG to 800.", "en: Dial #225# to see the balance.")
+    errors = errors_for(kb_dir)
+    assert any(e.startswith("tello.yaml: tello-topup: answer.en: YAML read 'Dial' and dropped") for e in errors), errors
+
+
+def test_a_comment_line_inside_an_entry_is_refused(kb_dir):
+    replace_line(kb_dir / "tello.yaml", "    links:\n", "    # see the PAYG page\n    links:\n")
+    errors = errors_for(kb_dir)
+    assert any(e.startswith("tello.yaml: tello-topup: ") and "comment" in e for e in errors), errors
+
+
+def test_quoted_hash_and_comments_between_entries_are_fine(kb_dir):
+    replace_line(kb_dir / "tello.yaml", "en: Text ADD10PAYG to 800.", 'en: "Dial #225# to see the balance."')
+    replace_line(kb_dir / "general.yaml", "  - id: gen-declined\n", "  # ---- payment_failed\n  - id: gen-declined\n")
+    kb = load_knowledge(kb_dir)
+    assert kb.by_id["tello-topup"].answer["en"] == "Dial #225# to see the balance."
+
+
+def test_the_real_knowledge_has_no_value_cut_at_hash(real_kb):
+    # the T-Mobile balance code once read "在 My T-Mobile 或拨"; every '#' now survives
+    tmo = real_kb.by_id["tmo-topup-steps"].steps
+    assert tmo["zh"][-1].do.endswith("核对余额是否已到账。") and "#BAL#" in tmo["en"][-1].do
+    assert "#BAL# (#225#)" in real_kb.by_id["tmo-confirm"].title["en"]
+
+
+# -- dated sources ------------------------------------------------------------------------------
+@pytest.mark.parametrize("source", [
+    "https://tello.com/help_center (official, undated)",
+    "https://community.visible.com/t5/x (official community, 2022-08-15)",
+    "https://github.com/ssnhd/googlevoice (reseller, 2023-10)",
+    "http://news.example.com/a (third-party, 2024)",
+])
+def test_source_grammar_accepts(source):
+    assert parse_source(source) is not None
+
+
+@pytest.mark.parametrize("source", [
+    "https://tello.com/help_center (3rd-party, undated)",         # old spelling of the kind
+    "https://tello.com/help_center (official, older versions)",   # not a date
+    "https://tello.com/help_center (official, updated 2019-12-10)",
+    "https://tello.com/help_center (official, 2026-02-30)",       # no such day
+    "https://tello.com/help_center (official, 2026-13)",
+    "https://tello.com/help_center",
+    "tello.com (official, undated)",
+])
+def test_source_grammar_rejects(kb_dir, source):
+    assert parse_source(source) is None
+    edit(kb_dir / "tello.yaml", lambda d: d["entries"][0].update(sources=[source]))
+    errors = errors_for(kb_dir)
+    assert any(e.startswith("tello.yaml: tello-topup: sources[0]: ") and "<url> (<kind>, <date>)" in e
+               for e in errors), errors
+
+
+@pytest.mark.parametrize("date, old", [("2018-10-17", True), ("2024-11", True), ("2024-12-02", False),
+                                       ("2024", False), ("2023", True), ("undated", False)])
+def test_a_page_is_old_only_when_it_certainly_is(date, old):
+    # two years before 2026-12-01 is 2024-12-01; "2024" may mean 31 December 2024, so it is not yet old
+    assert older_than_years(date, 2, dt.date(2026, 12, 1)) is old
+
+
+def test_oldest_source_of_an_entry(kb_dir):
+    edit(kb_dir / "tello.yaml", lambda d: d["entries"][0].update(sources=[
+        "https://tello.com/a (official, undated)", "https://tello.com/b (official, 2019-12)",
+        "https://x.example/c (third-party, 2018-10-17)"]))
+    assert load_knowledge(kb_dir).by_id["tello-topup"].oldest_source().date == "2018-10-17"
+
+
+def test_provider_domains(kb_dir):
+    edit(kb_dir / "tello.yaml", lambda d: d["provider"].update(domains=["tello.com"]))
+    tello = load_knowledge(kb_dir).providers["tello"]
+    assert tello.owns("https://tello.com/help_center") and tello.owns("https://www.tello.com/x")
+    assert not tello.owns("https://nottello.com/") and not tello.owns("https://support.google.com/")
+    edit(kb_dir / "tello.yaml", lambda d: d["provider"].update(domains=["https://tello.com"]))
+    assert any(e.startswith("tello.yaml: provider: provider.domains[0]: ") for e in errors_for(kb_dir))
+
+
+def test_real_providers_declare_their_domains(real_kb):
+    assert all(p.domains for p in real_kb.providers.values() if p.id != "general")
+    assert all(p.owns(p.support_url) for p in real_kb.providers.values() if p.id != "general")
+
+
+def test_unknown_key_names_the_allowed_keys(kb_dir):
+    edit(kb_dir / "google_voice.yaml", lambda d: d["entries"][0]["links"][0].update(href="x"))
+    assert any(e.startswith("google_voice.yaml: gv-topup: links[0].href: unknown key (allowed: title, url)")
+               for e in errors_for(kb_dir))

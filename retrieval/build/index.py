@@ -14,8 +14,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from retrieval.build.models import FitConfig, fit_classifiers
 from retrieval.knowledge import KnowledgeBase
-from retrieval.serving.chunks import Key, make_chunks, make_keys
+from retrieval.serving.chunks import Key, KeyKind, make_chunks, make_keys
+from retrieval.serving.classifier import Classifiers
 from retrieval.serving.embedder import Embedder
 from retrieval.serving.index import (  # noqa: F401  (CURRENT, load_index: re-exported for callers)
     BUILDING,
@@ -41,7 +43,7 @@ def embed_keys(keys: list[Key], embedder: Embedder, progress: Progress | None = 
     for start in range(0, len(keys), batch):
         part = keys[start:start + batch]
         for is_answer in (False, True):
-            rows = [i for i, key in enumerate(part) if (key.kind == "answer") == is_answer]
+            rows = [i for i, key in enumerate(part) if (key.kind is KeyKind.ANSWER) == is_answer]
             if rows:
                 texts = [part[i].text for i in rows]
                 embed = embedder.embed_passages if is_answer else embedder.embed_queries
@@ -51,12 +53,16 @@ def embed_keys(keys: list[Key], embedder: Embedder, progress: Progress | None = 
     return out
 
 
-def build_index(kb: KnowledgeBase, embedder: Embedder, progress: Progress | None = None) -> SearchIndex:
+def build_index(kb: KnowledgeBase, embedder: Embedder, progress: Progress | None = None,
+                fit: FitConfig = FitConfig()) -> SearchIndex:
     keys, chunks = make_keys(kb), make_chunks(kb)
-    vectors = VectorIndex.build(embed_keys(keys, embedder, progress))
+    embedded = embed_keys(keys, embedder, progress)
+    if progress:
+        progress("fitting the topic and scope classifiers")
+    classifiers = fit_classifiers(kb, keys, embedded, fit)
     manifest = Manifest(FORMAT, embedder.name, embedder.dim, kb.digest, len(keys), len(chunks), {},
                         dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    return SearchIndex(manifest, vectors, keys, chunks)
+    return SearchIndex(manifest, VectorIndex.build(embedded), keys, chunks, classifiers)
 
 
 def _write(index: SearchIndex, folder: Path) -> Manifest:
@@ -66,9 +72,13 @@ def _write(index: SearchIndex, folder: Path) -> Manifest:
         f.write(faiss.serialize_index(index.vectors.index).tobytes())
     meta = {"keys": [asdict(k) for k in index.keys], "chunks": [c.to_json() for c in index.chunks]}
     (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    manifest = Manifest(**{**asdict(index.manifest), "files": {n: _sha256(folder / n) for n in FILES}})
+    names = FILES
+    if index.classifiers is not None:
+        index.classifiers.save(folder)
+        names = (*FILES, Classifiers.FILE)
+    manifest = Manifest(**{**asdict(index.manifest), "files": {n: _sha256(folder / n) for n in names}})
     (folder / "manifest.json").write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
-    for name in (*FILES, "manifest.json"):
+    for name in (*names, "manifest.json"):
         with open(folder / name, "rb") as f:
             os.fsync(f.fileno())
     return manifest

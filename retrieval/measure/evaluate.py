@@ -6,7 +6,7 @@ import dataclasses
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -15,12 +15,17 @@ import numpy as np
 import yaml
 
 from retrieval.serving.answer import Answer, Kind
-from retrieval.serving.assistant import Assistant, DecisionConfig, DeclineSignals
-from retrieval.serving.safety import mask_secrets
+from retrieval.serving.assistant import Assistant
+from retrieval.serving.decide import DecisionConfig, DeclineSignals
 from retrieval.settings import ROOT, Settings
 
 DEV_SET = ROOT / "eval" / "dev_set.yaml"
+# The sets thresholds and weights are tuned on; the frozen test set is only ever reported.
+DEV_SETS = (DEV_SET, ROOT / "eval" / "dev_more.yaml")
+TEST_SET = ROOT / "eval" / "test_set.yaml"
 OUT_OF_SCOPE, ASK_PROVIDER = "out_of_scope", "ask_provider"
+# Answers that give nothing from the knowledge base: right for an out-of-scope question, wrong otherwise.
+NO_ANSWER = (Kind.DECLINE, Kind.EMPTY, Kind.NOT_UNDERSTOOD, Kind.SMALL_TALK)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class DevQuestion:
     kind: str
     expect: tuple[str, ...] | str  # acceptable "provider/topic" labels, or OUT_OF_SCOPE / ASK_PROVIDER
     context: str | None = None
+    origin: str = "written"  # real (taken from a public post: `source` says where) or written
+    source: str | None = None
 
     @property
     def in_scope(self) -> bool:
@@ -51,8 +58,25 @@ def load_dev_set(path: Path = DEV_SET) -> list[DevQuestion]:
             raise ValueError(f"{path}: question {i} ({item.get('q')!r}): expect must be a list of "
                              f"provider/topic labels, {OUT_OF_SCOPE!r} or {ASK_PROVIDER!r}")
         out.append(DevQuestion(str(item["q"]), item["lang"], item["kind"],
-                               tuple(expect) if isinstance(expect, list) else expect, item.get("context")))
+                               tuple(expect) if isinstance(expect, list) else expect, item.get("context"),
+                               item.get("origin") or ("real" if item.get("source") else "written"),
+                               item.get("source")))
     return out
+
+
+def load_sets(paths: Sequence[Path]) -> list[DevQuestion]:
+    return [q for path in paths for q in load_dev_set(Path(path))]
+
+
+def acceptable(expect: tuple[str, ...], kb) -> frozenset[str]:
+    """The labels that satisfy a question: its own, and general/<topic> where the provider it names has no
+    entry on the topic (the assistant then answers with general advice, as it should)."""
+    out = set(expect)
+    for label in expect:
+        provider, _, topic = label.partition("/")
+        if provider != "general" and not kb.entries_for(provider, topic):
+            out.add(f"general/{topic}")
+    return frozenset(out)
 
 
 class CachingEmbedder:
@@ -79,10 +103,12 @@ class Outcome:
     answer: Answer
     labels: list[str]  # what the assistant offered, best first ("provider/topic")
     label_of: Callable[[str], str] = lambda entry_id: entry_id  # entry id -> "provider/topic"
+    accept: frozenset[str] = frozenset()  # acceptable labels (see `acceptable`)
 
     @property
     def declined(self) -> bool:
-        return self.answer.kind in (Kind.DECLINE, Kind.EMPTY)
+        """Nothing from the knowledge base was given: a decline, "I didn't understand", or small talk."""
+        return self.answer.kind in NO_ANSWER
 
     @property
     def rank(self) -> int | None:
@@ -93,10 +119,11 @@ class Outcome:
             return 1 if self.answer.kind is Kind.ASK_PROVIDER else None
         if not q.in_scope or self.answer.kind is Kind.EMPTY:
             return None
+        accept = self.accept or frozenset(q.expect)
         if self.declined:  # what it offered to open instead, after the "no" that took first place
             offered = [self.label_of(c.entry_id) for c in self.answer.choices if c.entry_id]
-            return next((n for n, label in enumerate(offered, 2) if label in q.expect), None)
-        return next((n for n, label in enumerate(self.labels, 1) if label in q.expect), None)
+            return next((n for n, label in enumerate(offered, 2) if label in accept), None)
+        return next((n for n, label in enumerate(self.labels, 1) if label in accept), None)
 
 
 def offered_labels(assistant: Assistant, answer: Answer) -> list[str]:
@@ -119,7 +146,8 @@ def run(assistant: Assistant, questions: list[DevQuestion]) -> list[Outcome]:
     outcomes = []
     for q in questions:
         answer = assistant.ask(q.q, provider=q.context)
-        outcomes.append(Outcome(q, answer, offered_labels(assistant, answer), label_of))
+        accept = acceptable(q.expect, assistant.kb) if isinstance(q.expect, tuple) else frozenset()
+        outcomes.append(Outcome(q, answer, offered_labels(assistant, answer), label_of, accept))
     return outcomes
 
 
@@ -153,7 +181,8 @@ def score_baseline(baseline, kb, questions: list[DevQuestion]) -> dict[str, floa
     ranks = []
     for q in labelled:
         labels = list(dict.fromkeys(f"{kb.by_id[i].provider}/{kb.by_id[i].topic}" for i in baseline.rank(q.q)))
-        ranks.append(next((n for n, label in enumerate(labels, 1) if label in q.expect), None))
+        accept = acceptable(q.expect, kb)
+        ranks.append(next((n for n, label in enumerate(labels, 1) if label in accept), None))
     return {"n": len(labelled), "top1": float(np.mean([r == 1 for r in ranks])),
             "top3": float(np.mean([r is not None and r <= 3 for r in ranks])),
             "mrr": float(np.mean([1 / r if r else 0.0 for r in ranks]))}
@@ -165,15 +194,8 @@ def labelled_only(outcomes: list[Outcome]) -> dict[str, float]:
 
 
 def decline_signals(assistant: Assistant, questions: list[DevQuestion]) -> list[DeclineSignals]:
-    """What the decline decision saw for each question (as in Assistant.ask)."""
-    out = []
-    for q in questions:
-        text = mask_secrets(q.q).text.strip()[:assistant.max_chars]
-        ranking = assistant.ranker.rank(assistant.finder.strip(text))
-        known = assistant.finder.find(text) is not None or q.context is not None
-        out.append(DeclineSignals(ranking.best_dense, ranking.off_topic,
-                                  assistant.vocabulary.coverage(text), known))
-    return out
+    """What the decline decision saw for each question: the same reading `Assistant.ask` makes."""
+    return [assistant.read(assistant.understand(q.q, provider=q.context)).signals for q in questions]
 
 
 def calibrate(assistant: Assistant, questions: list[DevQuestion], out: TextIO) -> DecisionConfig:
@@ -182,7 +204,7 @@ def calibrate(assistant: Assistant, questions: list[DevQuestion], out: TextIO) -
     Prints the 5-fold cross-validated rates of the same search."""
     signals = decline_signals(assistant, questions)
     inside = np.array([q.in_scope for q in questions])
-    grid = [dataclasses.replace(assistant.decision, min_dense=float(a), known_provider_bonus=float(b),
+    grid = [dataclasses.replace(assistant.decision, min_similarity=float(a), known_provider_bonus=float(b),
                                 min_margin_off_topic=float(c), min_coverage=float(d))
             for a, b, c, d in itertools.product(np.arange(0.84, 0.94, 0.01), np.arange(0.0, 0.10, 0.02),
                                                 np.arange(-0.02, 0.07, 0.01), np.arange(0.0, 0.55, 0.05))]
@@ -202,7 +224,8 @@ def calibrate(assistant: Assistant, questions: list[DevQuestion], out: TextIO) -
         train = np.ones(len(questions), dtype=bool)
         train[fold] = False
         held_out[fold] = declined[best(train), fold]
-    print(f"calibrated: min_dense={chosen.min_dense:.2f} known_provider_bonus={chosen.known_provider_bonus:.2f} "
+    print(f"calibrated: min_similarity={chosen.min_similarity:.2f} "
+          f"known_provider_bonus={chosen.known_provider_bonus:.2f} "
           f"min_margin_off_topic={chosen.min_margin_off_topic:.2f} min_coverage={chosen.min_coverage:.2f}; "
           f"5-fold cross-validated: {held_out[~inside].mean():.3f} of out-of-scope declined, "
           f"{held_out[inside].mean():.3f} of in-scope declined", file=out)
@@ -222,6 +245,7 @@ HEADER = ("| set | n | top-1 | top-3 | MRR | out-of-scope declined | in-scope de
 
 def report(assistant: Assistant, questions: list[DevQuestion], outcomes: list[Outcome], baselines: list,
            worst: int) -> tuple[str, dict]:
+    """The development set in detail: breakdowns, the baselines, the worst misses."""
     overall = metrics(outcomes)
     lines = ["## Development set", "", HEADER, _row("all", overall), "", "### By language", "", HEADER]
     lines += [_row(k, m) for k, m in breakdown(outcomes, lambda q: q.lang).items()]
@@ -245,15 +269,45 @@ def report(assistant: Assistant, questions: list[DevQuestion], outcomes: list[Ou
     for o in misses[:worst]:
         q, a = o.question, o.answer
         got = a.kind.value if a.kind is not Kind.ANSWER else (o.labels[0] if o.labels else "-")
-        top = a.hits[0].score if a.hits else float("nan")
+        top = a.hits[0].similarity if a.hits else float("nan")
         lines.append(f"- `{q.q}` (context {q.context}) expected {q.expect}, got {got} (best cosine {top:.3f})")
     return "\n".join(lines), results
+
+
+def side_by_side(dev: dict[str, list[Outcome]], test: list[Outcome] | None) -> tuple[str, dict]:
+    """Dev and test in one table, with the gap between their top-1: the overfitting alarm."""
+    everything = [o for outcomes in dev.values() for o in outcomes]
+    lines = [HEADER, _row("**dev** (tuned on)", metrics(everything))]
+    lines += [_row(f"&nbsp;&nbsp;{name}", metrics(outcomes)) for name, outcomes in dev.items()]
+    results = {"dev": metrics(everything), "dev_sets": {n: metrics(o) for n, o in dev.items()}}
+    if test is not None:
+        results["test"] = metrics(test)
+        lines.append(_row("**test** (frozen, never tuned on)", results["test"]))
+        for origin, m in breakdown(test, lambda q: q.origin).items():
+            lines.append(_row(f"&nbsp;&nbsp;test, {origin}", m))
+            results[f"test_{origin}"] = m
+        results["gap"] = results["dev"]["top1"] - results["test"]["top1"]
+        lines += ["", f"Gap: dev top-1 - test top-1 = {100 * results['gap']:+.1f} points."]
+    return "\n".join(lines), results
+
+
+def test_details(test: list[Outcome]) -> str:
+    """The test set by language and kind: aggregates only, so nobody tunes on its questions."""
+    lines = ["## Test set (frozen): aggregates only", "", "### By language", "", HEADER]
+    lines += [_row(k, m) for k, m in breakdown(test, lambda q: q.lang).items()]
+    lines += ["", "### By kind of question", "", HEADER]
+    lines += [_row(k, m) for k, m in breakdown(test, lambda q: q.kind).items()]
+    return "\n".join(lines)
 
 
 def cmd_eval(args, settings: Settings, out: TextIO) -> int:
     from retrieval.loading import load_assistant, make_embedder
 
-    questions = load_dev_set(Path(args.set) if args.set else DEV_SET)
+    dev_paths = [Path(p) for p in args.set] if args.set else list(DEV_SETS)
+    dev_sets = {path.name: load_dev_set(path) for path in dev_paths}
+    questions = [q for qs in dev_sets.values() for q in qs]
+    test_path = Path(args.test) if args.test else TEST_SET
+    test = None if args.no_test or not test_path.exists() else load_dev_set(test_path)
     embedder = CachingEmbedder(make_embedder(settings))
     assistant = load_assistant(settings, embedder=embedder)
     if getattr(args, "calibrate", False):
@@ -262,9 +316,14 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
     if not args.no_baselines:
         from retrieval.measure.baselines import build_baselines
         baselines = build_baselines(assistant.kb)
-    outcomes = run(assistant, questions)
-    text, results = report(assistant, questions, outcomes, baselines, args.worst)
-    print(text, file=out)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    dev_outcomes = {name: run(assistant, qs) for name, qs in dev_sets.items()}
+    test_outcomes = run(assistant, test) if test is not None else None
+    table, summary = side_by_side(dev_outcomes, test_outcomes)
+    everything = [o for outcomes in dev_outcomes.values() for o in outcomes]
+    text, results = report(assistant, questions, everything, baselines, args.worst)
+    print("## Development and test sets\n\n" + table + "\n\n" + text, file=out)
+    if test_outcomes is not None:
+        print("\n" + test_details(test_outcomes), file=out)
+    if args.save:
+        Path(args.save).write_text(json.dumps({**results, **summary}, indent=2), encoding="utf-8")
     return 0

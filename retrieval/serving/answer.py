@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from retrieval.knowledge import KnowledgeBase
+from retrieval.knowledge import KnowledgeBase, older_than_years
 from retrieval.serving.chunks import Chunk
 
 
@@ -25,17 +26,21 @@ UNANSWERED = frozenset({Kind.DECLINE, Kind.EMPTY, Kind.NOT_UNDERSTOOD})
 
 @dataclass(frozen=True)
 class Hit:
+    """An entry offered for a question. Hits come best first, ordered by `score`."""
+
     chunk_id: str
     entry_id: str
     provider: str
     topic: str
-    score: float
+    score: float       # the probability the assistant gives this answer (what the hits are ordered by)
     title: str
     text: str
+    similarity: float = 0.0  # best cosine between the question and the entry's phrasings (not an order)
 
     def to_json(self) -> dict:
         return {"chunk_id": self.chunk_id, "entry_id": self.entry_id, "provider": self.provider,
-                "topic": self.topic, "score": round(self.score, 4), "title": self.title, "text": self.text}
+                "topic": self.topic, "score": round(self.score, 4), "similarity": round(self.similarity, 4),
+                "title": self.title, "text": self.text}
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,12 @@ class Answer:
         }
 
 
-def render_chunk(kb: KnowledgeBase, chunk: Chunk, language: str) -> str:
-    """The entry as Markdown: title, answer, numbered steps, official links, the checked date."""
+OLD_SOURCE_YEARS = 2  # a fact resting on a page older than this says so under the answer
+
+
+def render_chunk(kb: KnowledgeBase, chunk: Chunk, language: str, today: dt.date | None = None) -> str:
+    """The entry as Markdown: title, answer, numbered steps, official links, a note when a cited page is
+    more than two years old, and the checked date."""
     parts = [f"**{chunk.title}**", chunk.text.strip()]
     if chunk.steps:
         lines = [f"**{kb.message('steps_heading', language)}**", ""]
@@ -98,5 +107,7 @@ def render_chunk(kb: KnowledgeBase, chunk: Chunk, language: str) -> str:
     if chunk.links:
         links = "\n".join(f"- [{link.title}]({link.url})" for link in chunk.links)
         parts.append(f"**{kb.message('links_heading', language)}**\n\n{links}")
+    if older_than_years(chunk.source_date, OLD_SOURCE_YEARS, today or dt.date.today()):
+        parts.append(f"_{kb.message('old_source', language, date=chunk.source_date)}_")
     parts.append(f"_{kb.message('checked', language, date=chunk.checked)}_")
     return "\n\n".join(parts)

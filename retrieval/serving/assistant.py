@@ -1,72 +1,53 @@
-"""Assistant: from a question (and the provider chosen earlier) to an answer, an ask-back or a decline."""
+"""Assistant: from a question (and the provider chosen earlier) to an answer, an ask-back or a decline.
+
+The flow of `ask`: understand the question (retrieval/serving/understand.py); answer small talk and
+gibberish at once; embed what is left; rank every entry (ranking.py) and weigh each topic by the topic
+model (classifier.py); decline what is not ours (decide.py); then compose provider x topic into the
+entry shown: the provider's own entry on the topic, else the general one, else ask which provider.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+import numpy as np
 
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.answer import Answer, Choice, Hit, Kind, render_chunk
 from retrieval.serving.chunks import Chunk
+from retrieval.serving.decide import DecisionConfig, DeclineSignals, entry_scores
 from retrieval.serving.embedder import Embedder
 from retrieval.serving.index import SearchIndex
-from retrieval.serving.providers import ProviderFinder
-from retrieval.serving.ranking import Candidate, Ranker, RankingConfig, Vocabulary
-from retrieval.serving.safety import mask_secrets
-from retrieval.serving.text import HAN, LATIN, language_of
+from retrieval.serving.ranking import Candidate, Ranker, Ranking, RankingConfig, Vocabulary
+from retrieval.serving.text import normalise
+from retrieval.serving.understand import Reader, Understood
 
 # The order in which follow-ups are suggested when an entry names none.
 FOLLOW_UP_TOPICS = ("topup_steps", "payment_failed", "auto_topup", "expiry", "amount", "payment_methods",
                     "refund", "support", "safety")
+PUNCTUATION = re.compile(r"[\s\W_]+")
 
 
 @dataclass(frozen=True)
-class DecisionConfig:
-    """When to decline and when to ask which entry was meant; calibrated on the development set
-    (`python -m retrieval eval --calibrate`; the README has the numbers)."""
+class Offer:
+    """One topic the question may be about, with the entry that answers it for this provider."""
 
-    # Decline a question whose best phrasing is less similar than this...
-    min_dense: float = 0.91
-    # ...a lower bar once a provider is known (named, or chosen earlier in the conversation)...
-    known_provider_bonus: float = 0.08
-    # ...and, with no provider known, when a question we decline is nearly as close as our best phrasing,
-    min_margin_off_topic: float = 0.04
-    # or when under this share of its words appear anywhere in the knowledge base.
-    min_coverage: float = 0.45
-    # A declined question this close to a phrasing gets the nearest entries as suggestions.
-    suggest_floor: float = 0.88
-    suggestions: int = 3
-    # With a provider known, its own entries are preferred to general advice by this much.
-    own_provider_bonus: float = 0.05
-    # Offer two entries when their scores are this close and their topics differ.
-    clarify_margin: float = 0.003
-    hits: int = 5
+    entry_id: str
+    provider: str      # the entry's provider ("general" for general advice)
+    topic: str
+    score: float       # the probability of this topic (and so of this entry): what offers are ordered by
+    similarity: float  # the entry's best phrasing's cosine
 
 
 @dataclass(frozen=True)
-class DeclineSignals:
-    """What the decision to decline looks at, kept apart so calibration can replay it cheaply."""
+class Reading:
+    """Everything `ask` knows about a question once it has been ranked; calibration replays it."""
 
-    dense: float          # the best phrasing's cosine
-    off_topic: float      # the best cosine with a question we decline
-    coverage: float       # share of the question's words the knowledge base uses
-    provider_known: bool  # named in the question, or chosen earlier
-
-    def declines(self, d: DecisionConfig) -> bool:
-        if self.provider_known:
-            return self.dense < d.min_dense - d.known_provider_bonus
-        return (self.dense < d.min_dense or self.dense - self.off_topic < d.min_margin_off_topic
-                or self.coverage < d.min_coverage)
-
-
-def _best_per_cell(candidates: list[Candidate]) -> list[Candidate]:
-    """One candidate per (provider, topic): eight scam warnings should not crowd out every other answer."""
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for c in candidates:
-        if (c.provider, c.topic) not in seen:
-            seen.add((c.provider, c.topic))
-            out.append(c)
-    return out
+    understood: Understood
+    ranking: Ranking
+    topic_log_probability: np.ndarray | None  # per topic of the knowledge base (kb.topics order)
+    signals: DeclineSignals
 
 
 class Assistant:
@@ -77,44 +58,64 @@ class Assistant:
                  max_question_chars: int = 500):
         self.kb, self.index, self.embedder = kb, index, embedder
         self.ranker = Ranker(kb, index, embedder, ranking)
-        self.finder = ProviderFinder(kb)
         self.vocabulary = Vocabulary(kb)
+        self.reader = Reader(kb, self.vocabulary.words, max_question_chars)
         self.decision = decision
         self.max_chars = max_question_chars
         self.chunks: dict[tuple[str, str], Chunk] = {(c.entry_id, c.language): c for c in index.chunks}
+        self.classifiers = index.classifiers
+        self.topic_ids = list(kb.topics)
+        self.small_talk_phrases = {
+            PUNCTUATION.sub("", normalise(q)): intent.id
+            for intent in kb.conversation.small_talk.values() for qs in intent.questions.values() for q in qs}
 
     # -- the one public question path -------------------------------------------------------
+    def understand(self, question: str, provider: str | None = None, language: str | None = None,
+                   topic: str | None = None) -> Understood:
+        """What the assistant reads in a question, before anything is ranked."""
+        return self.reader.read(question, provider, language, topic)
+
+    def read(self, understood: Understood) -> Reading:
+        """Rank every entry for an understood question, and gather what the decline decision looks at."""
+        vector = self.embedder.embed_queries([understood.matched])[0]
+        ranking = self.ranker.rank(understood.matched, vector)
+        topic_lp = None
+        scope = 1.0
+        if self.classifiers is not None:
+            p = self.classifiers.topic.probabilities(vector)[0]
+            by_topic = dict(zip(self.classifiers.topic.classes, p, strict=True))
+            topic_lp = np.log(np.array([by_topic.get(t, 0.0) for t in self.topic_ids]) + 1e-9)
+            scope = float(self.classifiers.scope.probabilities(vector)[0][self.classifiers.scope.classes.index("in")])
+        signals = DeclineSignals(ranking.best_similarity, ranking.off_topic,
+                                 self.vocabulary.coverage(understood.text), understood.provider is not None, scope)
+        return Reading(understood, ranking, topic_lp, signals)
+
     def ask(self, question: str, provider: str | None = None, language: str | None = None,
             topic: str | None = None) -> Answer:
         """Answer `question`; `provider` is the one carried from earlier, `language` the user's choice,
         `topic` the previous answer's topic (so "what about Mint?" keeps it)."""
-        if not isinstance(question, str):
-            question = "" if question is None else str(question)
-        masked = mask_secrets(question)
-        text = masked.text.strip()
-        lang = language if language in LANGUAGES else language_of(text, fallback="zh")
-        notices = [self.kb.message("secret_warning", lang)] if masked.had_secrets else []
-        if len(text) > self.max_chars:
-            text = text[:self.max_chars]
-            notices.append(self.kb.message("truncated", lang, limit=self.max_chars))
-        if not isinstance(provider, str) or provider not in self.kb.providers:
-            provider = None
-        base = dict(question=text, language=lang, notices=tuple(notices), secrets=masked.found)
-        if not text:
-            return Answer(provider=provider, kind=Kind.EMPTY, markdown=self.kb.message("empty_question", lang), **base)
-        named = self.finder.find(text)
-        provider = named or provider
-        if not (HAN.search(text) or LATIN.search(text)):  # "？？？", emoji, digits alone
-            return self._decline(provider, [], base)
-        ranking = self.ranker.rank(self.finder.strip(text))
-        candidates = ranking.candidates
-        signals = DeclineSignals(ranking.best_dense, ranking.off_topic, self.vocabulary.coverage(text),
-                                 provider is not None)
-        if signals.declines(self.decision):
-            return self._decline(provider, candidates, base, near=signals.dense >= self.decision.suggest_floor)
-        if provider is None:
-            return self._without_provider(candidates, base)
-        return self._with_provider(candidates, provider, base)
+        u = self.understand(question, provider, language, topic)
+        base = dict(question=u.text, language=u.language, notices=u.notices, secrets=u.secrets)
+        if not u.text:
+            return Answer(provider=u.provider, kind=Kind.EMPTY, markdown=self.kb.message("empty_question", u.language),
+                          **base)
+        if u.gibberish:
+            markdown = self.kb.message("not_understood", u.language) + self._support_line(u.provider, u.language)
+            return Answer(provider=u.provider, kind=Kind.NOT_UNDERSTOOD, markdown=markdown, **base)
+        reading = self.read(u)
+        intent = self._small_talk(u, reading.ranking)
+        if intent:
+            return Answer(provider=u.provider, kind=Kind.SMALL_TALK,
+                          markdown=self.kb.conversation.small_talk[intent].answer[u.language].strip(), **base)
+        if u.follow_up and u.topic:
+            return self._follow_up(u, reading, base)
+        offers = self.offers(reading)
+        if reading.signals.declines(self.decision):
+            near = reading.signals.similarity >= self.decision.suggest_floor
+            return self._decline(u.provider, offers, base, near=near)
+        if u.provider is None:
+            return self._without_provider(offers, reading, base)
+        return self._with_provider(offers, u.provider, base)
 
     def answer_entry(self, entry_id: str, language: str, question: str = "") -> Answer:
         """Show one entry directly (a clicked suggestion or "did you mean" choice)."""
@@ -122,46 +123,82 @@ class Assistant:
         base = dict(question=question or entry.title[language], language=language)
         return self._answer(entry_id, entry.provider, [], base)
 
-    # -- decisions --------------------------------------------------------------------------
-    def _allowed(self, candidates: list[Candidate], provider: str) -> list[Candidate]:
-        """The provider's own entries, and general ones on topics it does not cover; its own come first
-        unless a general one is clearly better."""
-        covered = {e.topic for e in self.kb.entries_for(provider)}
-        allowed = [c for c in candidates
-                   if c.provider == provider or (c.provider == "general" and c.topic not in covered)]
-        bonus = self.decision.own_provider_bonus
-        return _best_per_cell(sorted(allowed, key=lambda c: -(c.fused + (bonus if c.provider == provider else 0.0))))
+    # -- deciding ---------------------------------------------------------------------------
+    def offers(self, reading: Reading) -> list[Offer]:
+        """One offer per topic, most probable first: for each topic the entry that would answer it (the
+        provider's own, else general; with no provider, the best general entry) and the topic's probability,
+        from the best ranking signals among the topic's allowed entries and the topic model."""
+        provider = reading.understood.provider
+        covered = {e.topic for e in self.kb.entries_for(provider)} if provider else set()
+        best: dict[str, Candidate] = {}     # per topic: the entry shown
+        evidence: dict[str, float] = {}     # per topic: the best fused score speaking for it
+        for c in reading.ranking.candidates:  # best first
+            if provider:
+                if not (c.provider == provider or (c.provider == "general" and c.topic not in covered)):
+                    continue
+                bonus = self.decision.own_provider_bonus if c.provider == provider else 0.0
+                evidence.setdefault(c.topic, c.fused + bonus)
+                best.setdefault(c.topic, c)
+            else:
+                evidence.setdefault(c.topic, c.fused)
+                if c.provider == "general":
+                    best.setdefault(c.topic, c)
+        topics = [t for t in evidence if t in best]
+        if not topics:
+            return []
+        lp = None
+        if reading.topic_log_probability is not None:
+            lp = np.array([reading.topic_log_probability[self.topic_ids.index(t)] for t in topics])
+        scores = entry_scores(np.array([evidence[t] for t in topics]), lp, self.decision)
+        offers = [Offer(best[t].entry_id, best[t].provider, t, float(s), best[t].similarity)
+                  for t, s in zip(topics, scores, strict=True)]
+        return sorted(offers, key=lambda o: -o.score)
 
-    def _with_provider(self, candidates: list[Candidate], provider: str, base: dict) -> Answer:
-        allowed = self._allowed(candidates, provider)
-        first = allowed[0]
-        second = allowed[1] if len(allowed) > 1 else None
-        by_score = sorted(allowed, key=lambda c: -c.fused)  # alternatives go by score alone
-        if second and first.topic != second.topic and first.fused - second.fused < self.decision.clarify_margin:
-            return self._clarify([first, second], provider, by_score, base)
-        return self._answer(first.entry_id, provider, by_score, base)
+    def _small_talk(self, u: Understood, ranking: Ranking) -> str | None:
+        """The small-talk intent of a short message that is nothing else ("谢谢", "hi", "你是谁")."""
+        exact = self.small_talk_phrases.get(PUNCTUATION.sub("", normalise(u.text)))
+        if exact:
+            return exact
+        intent, similarity = ranking.small_talk
+        d = self.decision
+        short = len(u.text.split()) <= d.small_talk_max_words and len(u.text) <= 4 * d.small_talk_max_words
+        if intent and short and u.named is None and similarity >= d.small_talk_min \
+                and similarity >= ranking.best_similarity:
+            return intent
+        return None
 
-    def _without_provider(self, candidates: list[Candidate], base: dict) -> Answer:
+    def _with_provider(self, offers: list[Offer], provider: str, base: dict) -> Answer:
+        first = offers[0]
+        second = offers[1] if len(offers) > 1 else None
+        if second and first.score - second.score < self.decision.clarify_margin:
+            return self._clarify([first, second], provider, offers, base)
+        return self._answer(first.entry_id, provider, offers, base)
+
+    def _without_provider(self, offers: list[Offer], reading: Reading, base: dict) -> Answer:
         """No provider known: ask which one when the topic depends on it, else answer in general."""
-        top = candidates[0]
-        general = _best_per_cell([c for c in candidates if c.provider == "general"])  # what the user sees
+        top = offers[0]
         if self.kb.topics[top.topic].needs_provider:
-            return self._ask_provider(top.topic, candidates, general, base)
-        if top.provider == "general":
-            return self._answer(top.entry_id, None, general, base)
-        same_topic = [c for c in general if c.topic == top.topic]
-        return self._answer((same_topic or general)[0].entry_id, None, general, base)
+            return self._ask_provider(top.topic, offers, base)
+        return self._answer(top.entry_id, None, offers, base)
+
+    def _follow_up(self, u: Understood, reading: Reading, base: dict) -> Answer:
+        """"那 Mint 呢": the previous topic, for the provider just named."""
+        own = [c for c in reading.ranking.candidates if c.provider == u.provider and c.topic == u.topic]
+        general = [c for c in reading.ranking.candidates if c.provider == "general" and c.topic == u.topic]
+        chosen = (own or general)[0]
+        offer = Offer(chosen.entry_id, chosen.provider, chosen.topic, 1.0, chosen.similarity)
+        return self._answer(chosen.entry_id, u.provider, [offer], base)
 
     # -- building answers -------------------------------------------------------------------
-    def _hits(self, candidates: list[Candidate], language: str, first: str | None = None) -> tuple[Hit, ...]:
-        ordered = sorted(candidates, key=lambda c: c.entry_id != first)[: self.decision.hits]
+    def _hits(self, offers: list[Offer], language: str) -> tuple[Hit, ...]:
         hits = []
-        for c in ordered:
-            chunk = self.chunks[(c.entry_id, language)]
-            hits.append(Hit(chunk.id, c.entry_id, c.provider, c.topic, c.dense, chunk.title, chunk.text))
+        for o in offers[: self.decision.hits]:
+            chunk = self.chunks[(o.entry_id, language)]
+            hits.append(Hit(chunk.id, o.entry_id, o.provider, o.topic, o.score, chunk.title, chunk.text,
+                            o.similarity))
         return tuple(hits)
 
-    def _answer(self, entry_id: str, provider: str | None, candidates: list[Candidate], base: dict) -> Answer:
+    def _answer(self, entry_id: str, provider: str | None, offers: list[Offer], base: dict) -> Answer:
         lang = base["language"]
         entry = self.kb.by_id[entry_id]
         chunk = self.chunks[(entry_id, lang)]
@@ -171,15 +208,15 @@ class Assistant:
         if from_general:
             name = self.kb.providers[provider].name[lang]
             markdown = f"_{self.kb.message('from_general', lang, provider=name)}_\n\n{markdown}"
+        hits = self._hits(offers, lang) if offers else self._entry_hit(entry_id, lang)
         return Answer(provider=provider or (entry.provider if entry.provider != "general" else None),
-                      kind=Kind.ANSWER, markdown=markdown, hits=self._hits(candidates or [], lang, entry_id)
-                      if candidates else self._entry_hit(entry_id, lang), entry_id=entry_id,
+                      kind=Kind.ANSWER, markdown=markdown, hits=hits, entry_id=entry_id,
                       related=self._related(entry_id, lang), from_general=from_general,
                       has_steps=bool(chunk.steps), topic=entry.topic, **base)
 
     def _entry_hit(self, entry_id: str, language: str) -> tuple[Hit, ...]:
         e, chunk = self.kb.by_id[entry_id], self.chunks[(entry_id, language)]
-        return (Hit(chunk.id, entry_id, e.provider, e.topic, 1.0, chunk.title, chunk.text),)
+        return (Hit(chunk.id, entry_id, e.provider, e.topic, 1.0, chunk.title, chunk.text, 1.0),)
 
     def _related(self, entry_id: str, language: str) -> tuple[Choice, ...]:
         entry = self.kb.by_id[entry_id]
@@ -190,54 +227,52 @@ class Assistant:
         return tuple(Choice(self.kb.by_id[i].title[language], self.kb.by_id[i].questions[language][0],
                             entry_id=i) for i in ids[:3])
 
-    def _clarify(self, pair: list[Candidate], provider: str | None, candidates: list[Candidate],
-                 base: dict) -> Answer:
+    def _clarify(self, pair: list[Offer], provider: str | None, offers: list[Offer], base: dict) -> Answer:
         lang = base["language"]
-        choices = tuple(Choice(self.kb.by_id[c.entry_id].title[lang], base["question"], provider, c.entry_id)
-                        for c in pair)
+        choices = tuple(Choice(self.kb.by_id[o.entry_id].title[lang], base["question"], provider, o.entry_id)
+                        for o in pair)
         return Answer(provider=provider, kind=Kind.CLARIFY, markdown=self.kb.message("clarify", lang),
-                      hits=self._hits(candidates, lang), choices=choices, **base)
+                      hits=self._hits(offers, lang), choices=choices, topic=pair[0].topic, **base)
 
-    def _ask_provider(self, topic: str, candidates: list[Candidate], general: list[Candidate],
-                      base: dict) -> Answer:
-        lang = base["language"]
-        likely: list[str] = []
-        for c in candidates:
-            if c.topic == topic and c.provider != "general" and c.provider not in likely:
-                likely.append(c.provider)
-        for pid in self.kb.providers:  # the rest, so every provider can be picked
-            if pid != "general" and pid not in likely:
-                likely.append(pid)
+    def provider_choices(self, question: str) -> tuple[Choice, ...]:
+        """The "which provider?" buttons: consumer services first, most used first (knowledge/conversation.yaml)."""
+        order = [p for p in self.kb.conversation.provider_order if p in self.kb.providers]
+        order += [p for p in self.kb.providers if p != "general" and p not in order]
         # brand names: short enough for a row of buttons, and the same in both languages
-        choices = tuple(Choice(self.kb.providers[p].name["en"], base["question"], p) for p in likely)
-        general_on_topic = [c for c in general if c.topic == topic]
-        first = general_on_topic[0].entry_id if general_on_topic else None
+        return tuple(Choice(self.kb.providers[p].name["en"], question, p) for p in order)
+
+    def _ask_provider(self, topic: str, offers: list[Offer], base: dict) -> Answer:
+        lang = base["language"]
+        first = next((o for o in offers if o.topic == topic), None)
         lead = self.kb.message("ask_provider", lang)
         details = ""
         if first:  # general advice now; the exact steps once they say which provider
-            chunk = self.chunks[(first, lang)]
+            chunk = self.chunks[(first.entry_id, lang)]
             details = f"{self.kb.message('meanwhile_general', lang)}\n\n{render_chunk(self.kb, chunk, lang)}"
         markdown = f"{lead}\n\n{details}" if details else lead
-        return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown, entry_id=first, topic=topic,
-                      lead=lead, details=details,
-                      hits=self._hits(general, lang, first), choices=tuple(choices),
-                      has_steps=bool(first and self.chunks[(first, lang)].steps), **base)
+        return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown,
+                      entry_id=first.entry_id if first else None, topic=topic, lead=lead, details=details,
+                      hits=self._hits(offers, lang), choices=self.provider_choices(base["question"]),
+                      has_steps=bool(first and self.chunks[(first.entry_id, lang)].steps), **base)
 
-    def _decline(self, provider: str | None, candidates: list[Candidate], base: dict, near: bool = False) -> Answer:
+    def _support_line(self, provider: str | None, language: str) -> str:
+        if not provider or provider == "general":
+            return ""
+        p = self.kb.providers[provider]
+        return "\n\n" + self.kb.message("decline_support", language, provider=p.name[language], url=p.support_url)
+
+    def _decline(self, provider: str | None, offers: list[Offer], base: dict, near: bool = False) -> Answer:
         """A kind no, what the assistant can help with, the provider's help page, and, when the question
         came close, the nearest entries to open with one click."""
         lang = base["language"]
-        markdown = self.kb.message("decline", lang)
-        if provider and provider != "general":
-            p = self.kb.providers[provider]
-            markdown += "\n\n" + self.kb.message("decline_support", lang, provider=p.name[lang], url=p.support_url)
-        # never a guessed provider: with none known, the nearest general advice
-        nearest = (self._allowed(candidates, provider) if provider
-                   else _best_per_cell([c for c in candidates if c.provider == "general"]))
+        markdown = self.kb.message("decline", lang) + self._support_line(provider, lang)
         choices: tuple[Choice, ...] = ()
-        if near and nearest:
+        if near and offers:
             markdown += "\n\n" + self.kb.message("decline_suggest", lang)
-            choices = tuple(Choice(self.kb.by_id[c.entry_id].title[lang], base["question"], provider, c.entry_id)
-                            for c in nearest[:self.decision.suggestions])
+            choices = tuple(Choice(self.kb.by_id[o.entry_id].title[lang], base["question"], provider, o.entry_id)
+                            for o in offers[: self.decision.suggestions])
         return Answer(provider=provider, kind=Kind.DECLINE, markdown=markdown, choices=choices,
-                      hits=self._hits(nearest, lang) if nearest else (), **base)
+                      hits=self._hits(offers, lang) if offers else (), **base)
+
+
+__all__ = ["LANGUAGES", "Assistant", "DecisionConfig", "Offer", "Reading"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 from retrieval.knowledge import LANGUAGES, Entry, KnowledgeBase, Link, Step
+from retrieval.serving.text import normalise
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class Chunk:
     steps: tuple[Step, ...]
     links: tuple[Link, ...]
     checked: str
+    source_date: str = ""  # the date of the oldest dated page the entry cites: an answer says when it is old
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -33,14 +36,24 @@ class Chunk:
                       "links": tuple(Link(**link) for link in d["links"])})
 
 
+class KeyKind(StrEnum):
+    QUESTION = "question"      # a phrasing or title of an entry, provider names taken out
+    ANSWER = "answer"          # an entry's answer text
+    OFF_TOPIC = "off_topic"    # a question we decline (knowledge/out_of_scope.yaml)
+    SMALL_TALK = "small_talk"  # hello, thanks, who are you (knowledge/conversation.yaml)
+
+
 @dataclass(frozen=True)
 class Key:
-    """One searchable text of an entry: a phrasing users ask, its title, or its answer."""
+    """One searchable text: a phrasing users ask, an entry's title or answer, a question we decline, small talk."""
 
-    entry_id: str  # "" for off_topic
-    kind: str  # question (a phrasing or title, provider names taken out) | answer | off_topic
+    entry_id: str  # the entry's id; "" for off_topic; the small-talk intent for small_talk
+    kind: KeyKind
     language: str
     text: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", KeyKind(self.kind))  # read back from JSON as a plain string
 
 
 def chunk_id(entry: Entry, language: str) -> str:
@@ -54,9 +67,10 @@ def chunk_id(entry: Entry, language: str) -> str:
 
 
 def entry_chunk(e: Entry, lang: str) -> Chunk:
+    oldest = e.oldest_source()
     return Chunk(id=chunk_id(e, lang), entry_id=e.id, provider=e.provider, topic=e.topic, language=lang,
                  title=e.title[lang], text=e.answer[lang], steps=e.steps.get(lang, ()), links=e.links,
-                 checked=e.checked.isoformat())
+                 checked=e.checked.isoformat(), source_date=oldest.date if oldest else "")
 
 
 def make_chunks(kb: KnowledgeBase) -> list[Chunk]:
@@ -65,16 +79,22 @@ def make_chunks(kb: KnowledgeBase) -> list[Chunk]:
 
 def make_keys(kb: KnowledgeBase, strip_providers: bool = True) -> list[Key]:
     """Phrasings and titles with provider names taken out (the provider is recognised separately,
-    so what is left is matched on what is asked), and answers as written."""
+    so what is left is matched on what is asked) and the vocabulary's variants made canonical, exactly
+    as a question is read; answers as written; questions we decline; small talk."""
     from retrieval.serving.providers import ProviderFinder
+    from retrieval.serving.terms import Terms
 
-    strip = ProviderFinder(kb).strip if strip_providers else (lambda text: text)
+    strip = ProviderFinder(kb).strip if strip_providers else normalise
+    terms = Terms(kb.vocabulary)
     keys = []
     for e in kb.entries:
         for lang in LANGUAGES:
-            phrasings = dict.fromkeys(strip(q) for q in (*e.questions[lang], e.title[lang]))
-            keys += [Key(e.id, "question", lang, q) for q in phrasings]
-            keys.append(Key(e.id, "answer", lang, e.answer[lang]))
+            phrasings = dict.fromkeys(terms.apply(strip(q)) for q in (*e.questions[lang], e.title[lang]))
+            keys += [Key(e.id, KeyKind.QUESTION, lang, q) for q in phrasings]
+            keys.append(Key(e.id, KeyKind.ANSWER, lang, e.answer[lang]))
     for lang, texts in kb.off_topic.items():
-        keys += [Key("", "off_topic", lang, t) for t in texts]
+        keys += [Key("", KeyKind.OFF_TOPIC, lang, terms.apply(strip(t))) for t in dict.fromkeys(texts)]
+    for intent in kb.conversation.small_talk.values():
+        for lang, texts in intent.questions.items():
+            keys += [Key(intent.id, KeyKind.SMALL_TALK, lang, normalise(t)) for t in dict.fromkeys(texts)]
     return keys

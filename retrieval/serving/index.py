@@ -11,8 +11,11 @@ import faiss
 import numpy as np
 
 from retrieval.serving.chunks import Chunk, Key
+from retrieval.serving.classifier import Classifiers
 
-FORMAT = 3  # 2: phrasings stored without provider names; 3: off-topic questions
+# 2: phrasings stored without provider names; 3: off-topic questions; 4: chunks keep source_date;
+# 5: vocabulary, small talk, classifiers
+FORMAT = 5
 CURRENT = "CURRENT"
 PREFIX = "idx-"          # a finished index folder
 BUILDING = ".building-"  # a folder being written
@@ -88,6 +91,7 @@ class SearchIndex:
     vectors: VectorIndex
     keys: list[Key]
     chunks: list[Chunk]
+    classifiers: Classifiers | None = None  # None for a knowledge base too small to fit them
 
 
 def _sha256(path: Path) -> str:
@@ -104,17 +108,23 @@ def load_index(directory: Path) -> SearchIndex:
     try:
         folder = directory / (directory / CURRENT).read_text(encoding="utf-8").strip()
         manifest = Manifest(**json.loads((folder / "manifest.json").read_text(encoding="utf-8")))
-        for name in FILES:
+        for name in manifest_files(manifest):
             if _sha256(folder / name) != manifest.files.get(name):
                 raise IndexStoreError(f"{folder / name} does not match its manifest (damaged)")
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         vectors = VectorIndex(faiss.read_index(str(folder / "index.faiss")))
         keys = [Key(**k) for k in meta["keys"]]
         chunks = [Chunk.from_json(c) for c in meta["chunks"]]
+        classifiers = Classifiers.load(folder) if manifest.files.get(Classifiers.FILE) else None
     except IndexStoreError:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexStoreError(f"no usable index in {directory}: {exc}") from exc
     if vectors.size != len(keys) or manifest.keys != len(keys) or manifest.chunks != len(chunks):
         raise IndexStoreError(f"the index in {folder} is inconsistent with its manifest")
-    return SearchIndex(manifest, vectors, keys, chunks)
+    return SearchIndex(manifest, vectors, keys, chunks, classifiers)
+
+
+def manifest_files(manifest: Manifest) -> tuple[str, ...]:
+    """The files an index folder must hold: always FILES, and the classifiers when they were fitted."""
+    return (*FILES, *(name for name in manifest.files if name not in FILES)) if manifest.files else FILES

@@ -107,8 +107,9 @@ class ProviderFinder:
         found = self.find_all(question)
         return found[0].provider if found else None
 
-    def strip(self, question: str) -> str:
-        """The question with every provider name taken out, so what is left says what is asked."""
+    def strip(self, question: str, keep_names_if_empty: bool = True) -> str:
+        """The question (normalised) with every provider name taken out, so what is left says what is asked;
+        a question that is nothing but a name stays as it is unless `keep_names_if_empty` is False."""
         norm = normalise(question)
         keep = [True] * len(norm)
         for m in self.find_all(question):
@@ -117,4 +118,4 @@ class ProviderFinder:
                 end = after.end()
             keep[m.start:end] = [False] * (end - m.start)
         stripped = " ".join("".join(ch for ch, k in zip(norm, keep, strict=True) if k).split())
-        return stripped or norm
+        return stripped or (norm if keep_names_if_empty else "")

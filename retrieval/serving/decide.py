@@ -1,0 +1,92 @@
+"""Decisions: when to decline, when a message is small talk, and how topic and entry evidence combine.
+
+Every threshold lives in `DecisionConfig`; `python -m retrieval eval --calibrate` chooses the decline
+thresholds on the development set by cross-validation (the README has the numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """What the assistant decides with, and how sure it must be."""
+
+    # Decline a question whose best phrasing is less similar than this...
+    min_similarity: float = 0.91
+    # ...a lower bar once a provider is known (named, or chosen earlier in the conversation)...
+    known_provider_bonus: float = 0.08
+    # ...and, with no provider known, when a question we decline is nearly as close as our best phrasing,
+    min_margin_off_topic: float = 0.04
+    # or when under this share of its words appear anywhere in the knowledge base,
+    min_coverage: float = 0.45
+    # or when the scope model gives it less than this probability of being ours (0 turns it off);
+    min_scope: float = 0.0
+    # with a provider known, the scope model's bar is this much lower.
+    known_provider_scope_bonus: float = 0.0
+    # A declined question this close to a phrasing gets the nearest entries as suggestions.
+    suggest_floor: float = 0.88
+    suggestions: int = 3
+    # An entry's score: its ranking signals / temperature + topic_weight * log P(its topic); 0 ignores the
+    # topic model. The scores of all entries are then made probabilities (softmax): the score shown.
+    topic_weight: float = 0.0
+    temperature: float = 0.05
+    # With a provider known, its own entries are preferred to general advice by this much (in fused units).
+    own_provider_bonus: float = 0.05
+    # Offer two entries when their probabilities are this close and their topics differ.
+    clarify_margin: float = 0.02
+    # Small talk: a short message (at most this many words) whose nearest small-talk phrasing is at least
+    # this similar and at least as close as any entry's phrasing.
+    small_talk_min: float = 0.90
+    small_talk_max_words: int = 6
+    hits: int = 5
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.topic_weight < 0:
+            raise ValueError(f"topic_weight must not be negative, got {self.topic_weight}")
+        if self.hits < 1 or self.suggestions < 0:
+            raise ValueError(f"hits must be at least 1 and suggestions not negative, got {self.hits}, "
+                             f"{self.suggestions}")
+
+
+@dataclass(frozen=True)
+class DeclineSignals:
+    """What the decision to decline looks at, kept apart so calibration can replay it cheaply."""
+
+    similarity: float      # the best phrasing's cosine
+    off_topic: float       # the best cosine with a question we decline
+    coverage: float        # share of the question's words the knowledge base uses
+    provider_known: bool   # named in the question, or chosen earlier
+    scope: float = 1.0     # the scope model's probability that the question is ours
+
+    def declines(self, d: DecisionConfig) -> bool:
+        """
+        >>> DeclineSignals(0.95, 0.80, 1.0, False).declines(DecisionConfig())
+        False
+        >>> DeclineSignals(0.95, 0.80, 1.0, False, scope=0.1).declines(DecisionConfig(min_scope=0.5))
+        True
+        """
+        if self.provider_known:
+            return (self.similarity < d.min_similarity - d.known_provider_bonus
+                    or self.scope < d.min_scope - d.known_provider_scope_bonus)
+        return (self.similarity < d.min_similarity or self.similarity - self.off_topic < d.min_margin_off_topic
+                or self.coverage < d.min_coverage or self.scope < d.min_scope)
+
+
+def entry_scores(fused: np.ndarray, topic_log_probability: np.ndarray | None, d: DecisionConfig) -> np.ndarray:
+    """Probabilities over entries from their fused ranking signals and their topics' log-probabilities.
+
+    >>> entry_scores(np.array([3.0, 3.0]), np.log(np.array([0.9, 0.1])), DecisionConfig(topic_weight=1.0)).round(2)
+    array([0.9, 0.1])
+    """
+    logits = np.asarray(fused, dtype=np.float64) / d.temperature
+    if topic_log_probability is not None and d.topic_weight:
+        logits = logits + d.topic_weight * topic_log_probability
+    logits -= logits.max()
+    e = np.exp(logits)
+    return e / e.sum()

@@ -1,0 +1,41 @@
+"""Terms: the many words people use for one thing ("交话费", "refill", "pay my bill") read as one word."""
+
+from __future__ import annotations
+
+import re
+
+from retrieval.knowledge import TermGroup
+from retrieval.serving.text import HAN, normalise
+
+
+class Terms:
+    """Replaces every variant in knowledge/vocabulary.yaml by its group's canonical word, longest first.
+
+    Applied the same way to the knowledge base's phrasings (when the index is built) and to questions,
+    on text already normalised (lower case, Simplified):
+
+    >>> from retrieval.knowledge import TermGroup
+    >>> t = Terms([TermGroup("top_up", {"zh": "充值", "en": "top up"},
+    ...                      {"zh": ("交话费", "续费"), "en": ("refill", "pay my bill")})])
+    >>> t.apply("t-mobile 怎么交话费"), t.apply("how do i pay my bill"), t.apply("refilled")
+    ('t-mobile 怎么充值', 'how do i top up', 'refilled')
+    """
+
+    def __init__(self, groups: tuple[TermGroup, ...] | list[TermGroup]):
+        self.canonical: dict[str, str] = {}
+        for group in groups:
+            for lang, variants in group.variants.items():
+                for variant in variants:
+                    self.canonical.setdefault(normalise(variant), normalise(group.canonical[lang]))
+        parts = []
+        for variant in sorted(self.canonical, key=len, reverse=True):
+            escaped = re.escape(variant)
+            # Latin variants are whole words ("refill", not "refilled"); Chinese ones are found anywhere.
+            parts.append(escaped if HAN.match(variant) else rf"(?<![a-z0-9]){escaped}(?![a-z0-9])")
+        self.pattern = re.compile("|".join(parts)) if parts else None
+
+    def apply(self, text: str) -> str:
+        """`text` (normalised) with each variant replaced by its canonical word."""
+        if self.pattern is None:
+            return text
+        return self.pattern.sub(lambda m: self.canonical[m.group(0)], text)

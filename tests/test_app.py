@@ -317,22 +317,34 @@ def test_page_starts_and_answers_when_the_store_cannot_be_opened(make_app, tmp_p
     blocker.write_text("a file where the database's folder should be")
     at = make_app(db=blocker / "feedback.sqlite3")
     assert "记录暂时不可用" in markdown(at)
-    ask(at, "GV怎么充值")
+    at.chat_input[0].set_value("GV怎么充值").run()     # the answer, as the question's own rerun draws it
     text = markdown(at)
     assert "Settings → Payments → Add credit" in text and "记录暂时写不进去" in text
+    whole_page(at)
     at.pills[0].set_value(1).run()                     # rating still works: it waits with the question
     assert not at.exception
 
 
-def test_answer_is_shown_with_a_note_when_the_store_refuses_a_write(app, tmp_path):
-    ask(app, "gv top up")                              # the store works...
-    db = sqlite3.connect(tmp_path / "feedback.sqlite3")
-    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON interactions BEGIN SELECT RAISE(ABORT, 'disk full'); END")
-    db.commit()
-    ask(app, "GV怎么充值")                             # ...then refuses: the answer comes all the same
-    text = markdown(app)
-    assert "Settings → Payments → Add credit" in text and "记录暂时写不进去" in text
-    assert len(conversation(app).turns) == 2
+def test_answer_is_shown_with_a_note_while_the_database_is_locked(make_app, tmp_path, monkeypatch):
+    import retrieval.store.database as database
+    import retrieval.store.feedback as feedback
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 0.2)   # give up on the lock in a second, not in 15 s
+    monkeypatch.setattr(feedback, "RETRY_FOR_S", 0.5)
+    at = make_app(db=tmp_path / "locked.sqlite3")
+    ask(at, "gv top up")                               # the store works...
+    holder = sqlite3.connect(tmp_path / "locked.sqlite3", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")                  # ...then a backup or an sqlite3 shell holds it
+    try:
+        at.chat_input[0].set_value("GV怎么充值").run()
+        text = markdown(at)
+        assert "Settings → Payments → Add credit" in text and "记录暂时写不进去" in text
+        assert not at.exception
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    whole_page(at)
+    assert len(conversation(at).turns) == 2
 
 
 def test_production_settings():

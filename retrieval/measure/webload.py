@@ -142,7 +142,20 @@ async def drive(url: str, convs: list[tuple[str, ...]], pid: int | None = None,
 
 def run_load(url: str, convs: list[tuple[str, ...]], pid: int | None = None,
              think: tuple[float, float] = (0.0, 0.0), timeout: float = TOTAL_TIMEOUT) -> LoadResult:
-    return asyncio.run(drive(url, convs, pid, think, timeout))
+    return run(lambda: drive(url, convs, pid, think, timeout))
+
+
+def run(make_coroutine):
+    """asyncio.run(make_coroutine()), in a thread of its own when this one already runs an event loop (as
+    it does under Playwright's sync API in the same test session)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
 # -- what one answer and one idle session cost the server ---------------------------------------------------
@@ -212,7 +225,7 @@ def web_tier(say=print, quick: bool = False, root: Path | None = None, entry: st
         healthy = time.perf_counter() - start
         pid = server.process.pid
         first = time.perf_counter()
-        asyncio.run(_visit(server.url))
+        run(lambda: _visit(server.url))
         usable = time.perf_counter() - first
         rows.append(("server start to health check (the assistant loaded by then with chat_server.py)",
                      f"{healthy:.1f} s", "—", "—"))
@@ -220,14 +233,14 @@ def web_tier(say=print, quick: bool = False, root: Path | None = None, entry: st
                      f"{usable:.2f} s", "—", "—"))
         rows.append(("server resident memory after start and one visit", f"{rss_mib(pid):.0f} MiB", "—", "—"))
         say(f"web tier: server CPU per answer over {turns} turns, {sessions} conversations")
-        costs = asyncio.run(turn_costs(server.url, pid, sessions=sessions, turns=turns,
+        costs = run(lambda: turn_costs(server.url, pid, sessions=sessions, turns=turns,
                                        report=tuple(t for t in (1, 10, 20, 30, 40) if t <= turns)))
         rows.append(("server CPU per answer at turn " + " / ".join(map(str, costs)),
                      " / ".join(f"{v:.0f}" for v in costs.values()) + " ms",
                      f"≤ {PER_ANSWER_TARGET_MS:.0f} ms at turn 1 and at turn {turns}",
                      verdict(costs[1] <= PER_ANSWER_TARGET_MS and costs[turns] <= PER_ANSWER_TARGET_MS)))
         say("web tier: idle sessions")
-        idle = asyncio.run(idle_cost(server.url, pid, sessions=sessions))
+        idle = run(lambda: idle_cost(server.url, pid, sessions=sessions))
         rows.append(("server CPU per idle connected session", f"{idle:.0f} ms per 10 s", "—", "—"))
         for think in (THINK_S, (0.0, 0.0)):
             say(f"web tier: {count} conversations of {length} questions, think time {think}")
@@ -244,7 +257,7 @@ def web_tier(say=print, quick: bool = False, root: Path | None = None, entry: st
     if dev_options is not None:
         say("web tier: idle sessions with the development settings (file watcher on)")
         with streamlit_server(entry=entry, root=root, options=dev_options) as server:
-            idle = asyncio.run(idle_cost(server.url, server.process.pid, sessions=sessions))
+            idle = run(lambda: idle_cost(server.url, server.process.pid, sessions=sessions))
         rows.append(("server CPU per idle session with `make dev`'s file watcher", f"{idle:.0f} ms per 10 s",
                      "—", "—"))
     return rows

@@ -86,14 +86,18 @@ PAGE_SCRIPT = """<script>
 (() => {
   const doc = window.parent ? window.parent.document : document;
   doc.documentElement.lang = %(lang)s;
-  const names = %(names)s;
+  doc.__chatNames = %(names)s;  // read at every call: a language switch changes them
   const label = () => doc.querySelectorAll('[data-testid="stChatMessage"]').forEach(m => {
+    const names = doc.__chatNames;
     const who = m.querySelector('[data-testid="stChatMessageAvatarUser"]') ? names.user : names.assistant;
     if (m.getAttribute('aria-label') !== who) { m.setAttribute('aria-label', who); m.setAttribute('role', 'group'); }
   });
   label();
   if (!doc.__chatLabels) {
-    doc.__chatLabels = new MutationObserver(label);
+    let queued = false;  // at most once a frame, however many elements arrive
+    doc.__chatLabels = new MutationObserver(() => {
+      if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; label(); }); }
+    });
     doc.__chatLabels.observe(doc.body, {childList: true, subtree: true});
   }
 })();
@@ -248,6 +252,8 @@ def start_walk(entry_id: str, language: str) -> None:
 
 def move_walk(how: str) -> None:
     conv: Conversation = state.conv
+    if conv.walk is None:  # a second click on a box already closed
+        return
     conv.walk = None if how == "exit" else getattr(conv.walk, how)()
     save_head()
 
@@ -324,7 +330,8 @@ def choice_buttons(choices, key: str, tooltips: bool = False) -> None:
     with st.container(horizontal=True, gap="small"):
         for n, choice in enumerate(choices):
             request = {**choose(choice), "said": choice.label}
-            st.button(choice.label, key=f"{key}-{n}", on_click=ask, args=(request,),
+            # wrap: in a row Streamlit would cut a long label off with "…"
+            st.button(choice.label, key=f"{key}-{n}", on_click=ask, args=(request,), wrap=True,
                       help=choice.label if tooltips else None)
 
 
@@ -364,7 +371,7 @@ def render_answer(turn: Turn, n: int) -> None:
         with st.container(horizontal=True, gap="small"):
             for m, choice in enumerate(answer.related):
                 # the entry's title: a proper sentence, where its first stored question may read like a search
-                st.button(choice.label, key=f"related-{n}-{m}", on_click=ask,
+                st.button(choice.label, key=f"related-{n}-{m}", on_click=ask, wrap=True,
                           args=({**choose(choice), "said": choice.label},))
 
 
@@ -431,7 +438,8 @@ def welcome() -> None:
     st.markdown(t("welcome"))
     with st.container(horizontal=True, gap="small"):
         for n, question in enumerate(t("starters").strip().splitlines()):
-            st.button(question, key=f"starter-{n}", on_click=ask, args=({"question": question, "said": question},))
+            st.button(question, key=f"starter-{n}", on_click=ask, wrap=True,
+                      args=({"question": question, "said": question},))
 
 
 def turn_slot(n: int) -> None:
@@ -481,18 +489,20 @@ def walk_box() -> None:
                 st.markdown(step.payment_help)
         if step.follow_up:
             choice = step.follow_up
-            st.button(choice.question, key="walk-follow-up", on_click=ask,
+            st.button(choice.question, key="walk-follow-up", on_click=ask, wrap=True,
                       args=({**choose(choice), "said": choice.question},))
         with st.container(horizontal=True, gap="small"):
             if not step.finished:
-                st.button(f"✅ {kb.message('step_done', lang)}", key="walk-next", type="primary",
+                st.button(f"✅ {kb.message('step_done', lang)}", key="walk-next", type="primary", wrap=True,
                           on_click=move_walk, args=("next",))
             if walk.step > 0:
-                st.button(f"⬅️ {kb.message('step_back', lang)}", key="walk-back", on_click=move_walk, args=("back",))
+                st.button(f"⬅️ {kb.message('step_back', lang)}", key="walk-back", on_click=move_walk, args=("back",),
+                          wrap=True)
             if step.can_fail and not walk.failed:
                 st.button(f"⚠️ {kb.message('step_failed', lang)}", key="walk-fail", on_click=move_walk,
-                          args=("fail",))
-            st.button(f"✖️ {kb.message('walk_exit', lang)}", key="walk-exit", on_click=move_walk, args=("exit",))
+                          args=("fail",), wrap=True)
+            st.button(f"✖️ {kb.message('walk_exit', lang)}", key="walk-exit", on_click=move_walk, args=("exit",),
+                      wrap=True)
     if state.pop("walk_fresh", False):
         st.html(SCROLL_SCRIPT % {"target": json.dumps("walk")}, unsafe_allow_javascript=True)
 

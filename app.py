@@ -44,7 +44,6 @@ UI: dict[str, dict[str, str]] = {
                        "knowledge base, never generated."},
     "language": {"zh": "语言", "en": "Language"},
     "new": {"zh": "🆕 新对话", "en": "🆕 New conversation"},
-    "ask": {"zh": "输入你的问题…", "en": "Ask a question…"},
     "thinking": {"zh": "正在查找…", "en": "Looking it up…"},
     "general_advice": {"zh": "通用做法（选运营商之前可以先看）", "en": "General advice (while you pick a provider)"},
     "helpful": {"zh": "这个回答有帮助吗？", "en": "Did this help?"},
@@ -115,8 +114,13 @@ SCROLL_SCRIPT = """<script>
     target.style.scrollMarginTop = ((header ? header.offsetHeight : 0) + 8) + 'px';
     target.scrollIntoView({block: 'start'});
   };
-  // Streamlit keeps a chat scrolled to its bottom while content arrives: scroll once it has settled.
-  requestAnimationFrame(show); setTimeout(show, 120); setTimeout(show, 400);
+  // Streamlit keeps a chat scrolled to its bottom while content arrives, and on a busy machine the rest of
+  // the answer may arrive late: keep the question in place for two seconds, unless the user scrolls.
+  let left = 20;
+  const stop = () => { left = 0; };
+  ['wheel', 'touchstart', 'keydown', 'mousedown'].forEach(e => doc.addEventListener(e, stop, {once: true}));
+  const tick = () => { if (left-- > 0) { show(); setTimeout(tick, 100); } };
+  requestAnimationFrame(tick);
 })();
 </script>"""
 
@@ -489,8 +493,8 @@ def walk_box() -> None:
                 st.markdown(step.payment_help)
         if step.follow_up:
             choice = step.follow_up
-            st.button(choice.question, key="walk-follow-up", on_click=ask, wrap=True,
-                      args=({**choose(choice), "said": choice.question},))
+            st.button(choice.label, key="walk-follow-up", on_click=ask, wrap=True,
+                      args=({**choose(choice), "said": choice.label},))
         with st.container(horizontal=True, gap="small"):
             if not step.finished:
                 st.button(f"✅ {kb.message('step_done', lang)}", key="walk-next", type="primary", wrap=True,
@@ -554,7 +558,9 @@ def chat() -> None:
     for block in range(state.blocks):
         st.fragment(turn_block, key=f"block-{block}")(block)
     st.fragment(footer, key="footer")()
-    st.chat_input(ui("ask"), key="question", max_chars=settings.max_question_chars, on_submit=submitted)
+    # Both languages: the box is drawn with the whole page, and the conversation may switch language after.
+    st.chat_input("输入你的问题… Ask a question…", key="question", max_chars=settings.max_question_chars,
+                  on_submit=submitted)
 
 
 page = st.navigation([st.Page(chat, title="美国手机号充值助手", icon="📱", default=True),

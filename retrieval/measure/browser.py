@@ -332,7 +332,7 @@ def progress(page) -> tuple[int, int]:
 IN_VIEW = """e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight; }"""
 
 
-def wait_in_view(locator, timeout: float = 5.0) -> None:
+def wait_in_view(locator, timeout: float = 10.0) -> None:
     """Wait until the top of `locator` is inside the viewport (the page scrolls after drawing an answer)."""
     deadline = time.monotonic() + timeout
     while not locator.evaluate(IN_VIEW):
@@ -354,7 +354,9 @@ def body_text(page) -> str:
     return page.locator("body").inner_text()
 
 
+# A user's scroll (a wheel event first, as a real one has) also tells the page to stop holding a new answer in view.
 SCROLL_TO_TOP = """(e, offset) => {
+    document.dispatchEvent(new WheelEvent('wheel'));
     e.scrollIntoView({block: 'start'});
     let box = e.parentElement;
     while (box && !(box.scrollHeight > box.clientHeight && /auto|scroll/.test(getComputedStyle(box).overflowY)))

@@ -1,13 +1,27 @@
-"""Command line: check the knowledge base, prepare the model and index, ask questions."""
+"""Command line: check the knowledge base, prepare the model and index, ask questions, serve them over HTTP."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import json
+import os
 import sys
-from typing import TextIO
+import traceback
+from collections.abc import Iterator
+from typing import BinaryIO, TextIO
 
+from retrieval.api.request import (
+    QuestionRequest,
+    RequestError,
+    answer,
+    bounded,
+    known_provider,
+    read_request,
+    size_limit,
+)
 from retrieval.knowledge import LANGUAGES, KnowledgeError, load_knowledge, older_than_years, parse_source
 from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
@@ -108,37 +122,89 @@ def cmd_check(args, settings: Settings, out: TextIO) -> int:
     return 0 if not errors else 1
 
 
-def _answer_line(assistant, line: str) -> dict:
+def read_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | None]:
+    """Each line of `stream` without its line end; None for a line of more than `limit` bytes, of which no
+    more than `limit` bytes are ever held (the rest is read past in pieces of that size)."""
+    while raw := stream.readline(limit + 1):
+        if raw.endswith(b"\n") or len(raw) <= limit:
+            yield raw.rstrip(b"\r\n")
+            continue
+        while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+            pass
+        yield None
+
+
+def answer_line(assistant, raw: bytes | None, number: int) -> dict:
+    """The output object for input line `number`: the answer, or {"error": ..., "line": number}."""
     try:
-        request = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return {"error": f"invalid JSON: {exc.msg} at column {exc.colno}"}
-    if not isinstance(request, dict) or not isinstance(request.get("question"), str):
-        return {"error": 'expected an object like {"question": "...", "provider": null}'}
-    provider = request.get("provider")
-    if provider is not None and provider not in assistant.kb.providers:
-        return {"error": f"unknown provider {provider!r}"}
-    language = request.get("language")
-    if language is not None and language not in LANGUAGES:
-        return {"error": f"unknown language {language!r} (use zh or en)"}
-    return assistant.ask(request["question"], provider=provider, language=language).to_json()
+        if raw is None:
+            raise RequestError(f"too large: more than {size_limit(assistant.max_chars)} bytes")
+        if not raw.strip():
+            raise RequestError('blank line: expected an object like {"question": "...", "provider": null}')
+        return answer(assistant, read_request(raw, assistant.kb, assistant.max_chars)).to_json()
+    except RequestError as exc:
+        return {"error": str(exc), "line": number}
+    except Exception as exc:  # a bug must cost one line, not the rest of the stream
+        traceback.print_exc(file=sys.stderr)
+        return {"error": f"internal error: {type(exc).__name__}", "line": number}
 
 
-def cmd_ask(args, settings: Settings, out: TextIO, stdin: TextIO) -> int:
+def answer_stream(assistant, stream: BinaryIO, out: TextIO) -> None:
+    """One output line for each input line, in order, whatever the input holds."""
+    for number, raw in enumerate(read_lines(stream, size_limit(assistant.max_chars)), 1):
+        write_json_line(out, answer_line(assistant, raw, number))
+
+
+def write_json_line(out: TextIO, obj: dict) -> None:
+    try:
+        line = json.dumps(obj, ensure_ascii=False)
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # never expected (requests are checked), but a line must still come out
+        line = json.dumps(obj)
+    print(line, file=out, flush=True)
+
+
+def _binary(stdin: TextIO | BinaryIO) -> BinaryIO:
+    """Standard input as bytes: decoding is ours to do line by line, so bad bytes cost one line."""
+    if isinstance(stdin, io.TextIOBase):
+        buffer = getattr(stdin, "buffer", None)
+        return buffer if buffer is not None else io.BytesIO(stdin.read().encode("utf-8", "surrogatepass"))
+    return stdin
+
+
+def _plain_question(args, stdin: TextIO | BinaryIO, limit: int) -> str:
+    """The question typed as arguments or piped as text, read no further than `limit` bytes; bytes that are
+    not UTF-8 (which Python hands over as lone surrogates) become U+FFFD."""
+    if args.question:
+        text = " ".join(args.question)
+        try:
+            raw = text.encode("utf-8", "surrogateescape")[:limit]
+        except UnicodeEncodeError:  # a surrogate that no undecodable byte stands for
+            raw = text.encode("utf-8", "replace")[:limit]
+    else:
+        raw = _binary(stdin).read(limit)
+    return raw.decode("utf-8", "replace")
+
+
+def cmd_ask(args, settings: Settings, out: TextIO, stdin: TextIO | BinaryIO) -> int:
     from retrieval.loading import load_assistant
 
     assistant = load_assistant(settings, progress=_progress)
+    try:
+        known_provider(args.provider, assistant.kb)
+    except RequestError as exc:  # the same words as for {"provider": "nope"} on a JSON line
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.jsonl:
-        for line in stdin:
-            if line.strip():
-                print(json.dumps(_answer_line(assistant, line), ensure_ascii=False), file=out, flush=True)
+        answer_stream(assistant, _binary(stdin), out)
         return 0
-    question = " ".join(args.question) if args.question else stdin.read()
-    answer = assistant.ask(question, provider=args.provider, language=args.language)
-    for notice in answer.notices:
+    question = _plain_question(args, stdin, size_limit(assistant.max_chars))
+    request = QuestionRequest(bounded(question, assistant.max_chars), provider=args.provider, language=args.language)
+    reply = answer(assistant, request)
+    for notice in reply.notices:
         print(notice, file=out)
-    print(answer.markdown, file=out)
-    for choice in answer.choices:
+    print(reply.markdown, file=out)
+    for choice in reply.choices:
         print(f"  → {choice.label}", file=out)
     return 0
 
@@ -150,6 +216,30 @@ def cmd_prepare(args, settings: Settings, out: TextIO) -> int:
     m = assistant.index.manifest
     print(f"ready: {len(assistant.kb.entries)} entries, {m.keys} vectors, model {m.model} ({m.dim} dims)", file=out)
     return 0
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value!r}")
+    return port
+
+
+def cmd_serve(args, settings: Settings, out: TextIO) -> int:
+    from retrieval.api.app import serve
+
+    serve(settings, host=args.host, port=args.port, progress=_progress)
+    return 0
+
+
+def _quiet_stdout() -> None:
+    """The reader of our output has gone (`ask ... | head -1`): point standard output at /dev/null so the
+    flush at exit cannot fail a second time and print "Exception ignored ... BrokenPipeError"."""
+    with contextlib.suppress(OSError, ValueError):  # no real file descriptor (tests pass a StringIO)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -165,6 +255,9 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--provider", default=None, help="the provider chosen earlier, e.g. google_voice")
     ask.add_argument("--language", choices=LANGUAGES, default=None)
     sub.add_parser("prepare", help="convert the model and build the index if needed")
+    serve = sub.add_parser("serve", help="answer over HTTP: POST /v1/ask, GET /healthz, GET /v1/providers, /docs")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
     ev = sub.add_parser("eval", help="score the development sets and the frozen test set, side by side")
     ev.add_argument("--set", action="append", default=None,
                     help="a development question set (repeatable; default eval/dev_set.yaml and eval/dev_more.yaml)")
@@ -177,6 +270,9 @@ def parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure speed and memory; write a Markdown report")
     bench.add_argument("--out", default="bench", help="folder for report.md and the plot")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
+    bench.add_argument("--api", action="store_true", help="only the HTTP API at 1, 8 and 64 clients, beside the engine")
+    bench.add_argument("--web", action="store_true", help="only the chat server: CPU per answer and per idle session, "
+                       "50 conversations at once")
     return p
 
 
@@ -190,13 +286,18 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO 
             return cmd_ask(args, settings, out, stdin)
         if args.command == "prepare":
             return cmd_prepare(args, settings, out)
+        if args.command == "serve":
+            return cmd_serve(args, settings, out)
         if args.command == "eval":
             from retrieval.measure.evaluate import cmd_eval
             return cmd_eval(args, settings, out)
         if args.command == "bench":
-            from retrieval.measure.bench import cmd_bench
-            return cmd_bench(args, settings, out)
+            from retrieval.measure.bench import cmd_bench, cmd_bench_api, cmd_bench_web
+            return (cmd_bench_api if args.api else cmd_bench_web if args.web else cmd_bench)(args, settings, out)
     except (KnowledgeError, ModelError, IndexStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 0
     return 2

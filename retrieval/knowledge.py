@@ -134,6 +134,7 @@ class Conversation:
     follow_up_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     known_word_zipf: float = 3.0
     provider_order: tuple[str, ...] = ()  # the "which provider?" buttons, first to last
+    context: dict[str, tuple[str, ...]] = field(default_factory=dict)  # what people write around a question
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class KnowledgeBase:
     name_suffixes: tuple[str, ...] = ()  # words read as part of a provider's name ("预付卡" in "Verizon预付卡")
     conversation: Conversation = field(default_factory=Conversation)
     vocabulary: tuple[TermGroup, ...] = ()
+    product_words: tuple[str, ...] = ()  # "E卡", "US SIM card": taken out of a question like a provider's name
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -264,17 +266,20 @@ def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> 
     intents = {key: SmallTalk(key, {lang: getattr(s.questions, lang) for lang in LANGUAGES}, s.answer.model_dump())
                for key, s in f.small_talk.items()}
     words = {lang: getattr(f.follow_up_words, lang) for lang in LANGUAGES}
-    return Conversation(intents, words, f.known_word_zipf, f.provider_order)
+    context = {lang: getattr(f.context, lang) for lang in LANGUAGES} if f.context else {}
+    return Conversation(intents, words, f.known_word_zipf, f.provider_order, context)
 
 
-def _vocabulary(docs: dict[str, Any], errors: list[str]) -> tuple[TermGroup, ...]:
+def _vocabulary(docs: dict[str, Any], errors: list[str]) -> tuple[tuple[TermGroup, ...], tuple[str, ...]]:
     if VOCABULARY_FILE not in docs:
-        return ()
+        return (), ()
     f = validate(VOCABULARY_FILE, docs[VOCABULARY_FILE], VocabularyFile, {}, errors)
     if f is None:
-        return ()
-    return tuple(TermGroup(g.id, g.canonical.model_dump(), {lang: getattr(g.variants, lang) for lang in LANGUAGES})
-                 for g in f.vocabulary)
+        return (), ()
+    groups = tuple(TermGroup(g.id, g.canonical.model_dump(), {lang: getattr(g.variants, lang) for lang in LANGUAGES})
+                   for g in f.vocabulary)
+    products = tuple(w for lang in LANGUAGES for w in getattr(f.product_words, lang)) if f.product_words else ()
+    return groups, products
 
 
 def load_knowledge(directory: Path) -> KnowledgeBase:
@@ -300,7 +305,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         oos = validate(OUT_OF_SCOPE_FILE, docs[OUT_OF_SCOPE_FILE], OutOfScopeFile, {}, errors)
         off_topic = oos.out_of_scope.model_dump() if oos else {}
     conversation = _conversation(docs, known, errors)
-    vocabulary = _vocabulary(docs, errors)
+    vocabulary, product_words = _vocabulary(docs, errors)
     files: dict[str, ProviderFile] = {}
     provider_files = [name for name in loaded if name not in SPECIAL_FILES]
     context = {"providers": known, "topics": topics}
@@ -325,7 +330,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
                          topics=topics, messages=messages, off_topic=off_topic,
                          entries=tuple(_entry(e, f.provider.id, name) for name, f in files.items() for e in f.entries),
                          name_suffixes=catalog.name_suffixes, required=dict(catalog.required_topics),
-                         conversation=conversation, vocabulary=vocabulary,
+                         conversation=conversation, vocabulary=vocabulary, product_words=product_words,
                          provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          digest=_digest([p for p in paths if p.name != MESSAGES_FILE]))

@@ -277,6 +277,7 @@ class ConversationFile(Schema):
     follow_up_words: PerLanguage[Texts]
     known_word_zipf: float
     provider_order: tuple[Text, ...] = ()
+    context: PerLanguage[Texts] | None = None
 
     @check("known_word_zipf")
     @classmethod
@@ -303,6 +304,7 @@ class TermGroupSchema(Schema):
 
 class VocabularyFile(Schema):
     vocabulary: tuple[TermGroupSchema, ...]
+    product_words: PerLanguage[tuple[Text, ...]] | None = None
 
     @check("vocabulary")
     @classmethod

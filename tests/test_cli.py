@@ -1,15 +1,20 @@
-"""The command line follows the contract: check --json, ask --jsonl (one line out per line in)."""
+"""The command line follows the contract: check --json, ask --jsonl (one line out per line in, whatever comes in)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from retrieval.api.request import size_limit
+from retrieval.cli import answer_stream, parser, read_lines
 from retrieval.settings import ROOT
 
 
@@ -40,16 +45,143 @@ def test_ask_jsonl_contract(env):
     assert gv["hits"][0]["provider"] == "google_voice" and gv["hits"][0]["topic"] == "topup_steps"
     assert len(gv["hits"]) >= 3 and {"chunk_id", "score", "title", "text"} <= set(gv["hits"][0])
     assert "Add credit" in gv["answer"]
-    assert set(bad) == {"error"} and "invalid JSON" in bad["error"]
+    assert bad == {"error": bad["error"], "line": 2} and "invalid JSON" in bad["error"]
     assert tello["provider"] == "tello" and tello["hits"][0]["provider"] == "tello" and tello["language"] == "en"
     assert declined["hits"][0]["topic"] == "payment_failed"
     assert symbols["answered"] is False
-    assert "unknown provider" in unknown["error"]
+    assert "unknown provider" in unknown["error"] and unknown["line"] == 6
 
 
 def test_ask_plain_prints_markdown(env):
     result = run(["ask", "gv", "top", "up"], env)
     assert result.returncode == 0 and "**Add Google Voice credit**" in result.stdout
+
+
+# -- ask --jsonl never stops the stream (issue 12, item 7) -----------------------------------------
+GOOD = json.dumps({"question": "GV怎么充值？", "provider": None}).encode()
+HOSTILE = {
+    "invalid UTF-8": (b'{"question": "\xff\xfe top up"}', "not UTF-8"),
+    "a lone surrogate": (b'{"question": "\\ud800"}', "lone surrogate"),
+    "a lone surrogate in provider": (b'{"question": "hi", "provider": "\\udfff"}', "unknown provider"),
+    "JSON nested 100,000 deep": (b"[" * 100_000, "too large"),
+    "JSON nested 5,000 deep, under the size cap": (b"[" * 5_000, "nested too deeply"),
+    "an integer of 4,301 digits": (b'{"question": "hi", "provider": ' + b"9" * 4_301 + b"}", "too many digits"),
+    "a list as provider": (b'{"question": "hi", "provider": ["google_voice"]}', "must be a string or null"),
+    "an object as provider": (b'{"question": "hi", "provider": {"id": "tello"}}', "must be a string or null"),
+    "a list as topic": (b'{"question": "hi", "topic": []}', "must be a string or null"),
+    "an unknown topic": (b'{"question": "hi", "topic": "weather"}', "unknown topic"),
+    "a number as question": (b'{"question": 12}', '"question" must be a string'),
+    "no question": (b'{"provider": "tello"}', 'missing "question"'),
+    "not an object": ('["GV怎么充值"]'.encode(), "expected an object"),
+    "a blank line": (b"", "blank line"),
+    "a line of spaces and a carriage return": (b"  \t \r", "blank line"),
+    "a line of 1 MB": (b'{"question": "' + b"a" * 1_000_000 + b'"}', "too large"),
+}
+
+
+def stream(assistant, lines: list[bytes]) -> list[dict]:
+    out = io.StringIO()
+    answer_stream(assistant, io.BytesIO(b"".join(line + b"\n" for line in lines)), out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_line_gives_one_numbered_error_and_the_stream_goes_on(tiny_assistant, name):
+    line, message = HOSTILE[name]
+    before, error, after = stream(tiny_assistant, [GOOD, line, GOOD])
+    assert set(error) == {"error", "line"} and error["line"] == 2 and message in error["error"], error
+    assert before["provider"] == after["provider"] == "google_voice" and after["answered"] is True
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([GOOD, *(line for line, _ in HOSTILE.values() if len(line) < 20_000)]),
+                max_size=12))
+def test_output_line_n_answers_input_line_n(tiny_assistant, lines):
+    out = stream(tiny_assistant, lines)
+    assert len(out) == len(lines)
+    for number, (line, result) in enumerate(zip(lines, out, strict=True), 1):
+        assert ("error" in result) == (line != GOOD)
+        assert result.get("line", number) == number
+
+
+def test_a_byte_order_mark_and_windows_line_ends_are_not_errors(tiny_assistant):
+    out = stream(tiny_assistant, [b"\xef\xbb\xbf" + GOOD + b"\r", GOOD + b"\r"])
+    assert [o["provider"] for o in out] == ["google_voice", "google_voice"]
+
+
+def test_a_long_line_is_refused_without_being_held(tiny_assistant):
+    """The size cap comes before anything else: the reader never asks for more than the limit at once."""
+    asked: list[int] = []
+
+    class Recording(io.BytesIO):
+        def readline(self, size=-1):
+            asked.append(size)
+            return super().readline(size)
+
+    limit = size_limit(tiny_assistant.max_chars)
+    lines = list(read_lines(Recording(b"x" * 5_000_000 + b"\n" + GOOD + b"\n"), limit))
+    assert lines == [None, GOOD]
+    assert asked and all(0 < size <= limit + 1 for size in asked)
+
+
+def test_a_long_question_is_cut_before_it_is_scanned_and_a_card_on_the_cut_still_masked(tiny_assistant):
+    question = "how do i top up " + "a" * 470 + " card 4111 1111 1111 1111 " + "b" * 6_000
+    (out,) = stream(tiny_assistant, [json.dumps({"question": question}).encode()])
+    assert len(out["question"]) == tiny_assistant.max_chars and out["notices"]
+    assert "4111" not in out["question"] and "1111" not in out["question"]
+
+
+def test_stdin_bytes_that_are_not_json_lines_never_stop_the_command(env):
+    lines = [GOOD, b"", b'{"question": "\xff"}', b'{"question": "\\ud83d"}', b"[" * 100_000,
+             b'{"question": "x", "provider": ' + b"1" * 4_400 + b"}", b'{"question": "x", "provider": [1]}',
+             b'{"question": "x", "provider": {}}', b"   \r", b'{"question": "how do i top up", "provider": "tello"}']
+    result = subprocess.run([sys.executable, "-m", "retrieval", "ask", "--jsonl"], input=b"\n".join(lines),
+                            capture_output=True, cwd=ROOT, env={**os.environ, **env}, timeout=120)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr[-2000:]
+    out = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    assert len(out) == len(lines)
+    assert [o.get("line") for o in out] == [None, *range(2, len(lines)), None]
+    assert out[0]["provider"] == "google_voice" and out[-1]["provider"] == "tello"
+
+
+def test_a_closed_pipe_ends_the_stream_quietly(env):
+    """`ask --jsonl ... | head -1`: the reader leaves after one line; no BrokenPipeError, exit 0."""
+    process = subprocess.Popen([sys.executable, "-m", "retrieval", "ask", "--jsonl"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, **env})
+    process.stdin.write(GOOD + b"\n")
+    process.stdin.flush()
+    assert json.loads(process.stdout.readline())["provider"] == "google_voice"
+    process.stdout.close()  # as head does once it has its line
+    process.stdin.write(GOOD + b"\n" + GOOD + b"\n")
+    process.stdin.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0 and "BrokenPipeError" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_unknown_provider_option_is_refused_like_an_unknown_provider_in_json(env):
+    result = run(["ask", "--provider", "nope", "how", "do", "i", "top", "up"], env)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert "unknown provider 'nope'" in result.stderr and "google_voice" in result.stderr
+
+
+def test_plain_ask_reads_bytes_that_are_not_utf8(env):
+    result = subprocess.run([sys.executable, "-m", "retrieval", "ask"], input=b"gv top up \xff\xfe",
+                            capture_output=True, cwd=ROOT, env={**os.environ, **env}, timeout=120)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "**Add Google Voice credit**" in result.stdout.decode()
+
+
+def test_serve_with_broken_knowledge_says_so_and_never_opens_the_port(env, kb_dir):
+    (kb_dir / "tello.yaml").write_text("provider: [", encoding="utf-8")
+    result = run(["serve", "--port", "1"], env)  # port 1 would fail to bind: loading must fail first
+    assert result.returncode == 1 and "tello.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http", "-1"])
+def test_serve_refuses_a_port_that_is_not_one(port, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(["serve", "--port", port])
+    assert exit_info.value.code == 2 and "port number from 1 to 65535" in capsys.readouterr().err
 
 
 def test_check_json_ok_on_fixture_shape(env):

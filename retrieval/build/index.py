@@ -59,7 +59,7 @@ def build_index(kb: KnowledgeBase, embedder: Embedder, progress: Progress | None
     embedded = embed_keys(keys, embedder, progress)
     if progress:
         progress("fitting the topic and scope classifiers")
-    classifiers = fit_classifiers(kb, keys, embedded, fit)
+    classifiers = fit_classifiers(kb, keys, embedded, fit, embed=embedder.embed_queries)
     manifest = Manifest(FORMAT, embedder.name, embedder.dim, kb.digest, len(keys), len(chunks), {},
                         dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     return SearchIndex(manifest, VectorIndex.build(embedded), keys, chunks, classifiers)

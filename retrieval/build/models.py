@@ -16,7 +16,7 @@ import numpy as np
 
 from retrieval.knowledge import KnowledgeBase
 from retrieval.serving.chunks import Key, KeyKind
-from retrieval.serving.classifier import Classifiers, LinearClassifier
+from retrieval.serving.classifier import Classifiers, LinearClassifier, WordModel, terms_of
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,17 @@ class FitConfig:
     """Regularisation of the two models (larger C: fit the phrasings more closely); chosen on the dev set."""
 
     topic_c: float = 16.0
-    scope_c: float = 4.0
+    scope_c: float = 16.0
+    words_c: float = 16.0
     max_iter: int = 3000
+    # Every n-th phrasing and question we decline is also learned with a sentence of context around it
+    # (knowledge/conversation.yaml), so a long post is judged by what it asks (0: no augmentation).
+    augment_every: int = 3
 
     def __post_init__(self) -> None:
-        if self.topic_c <= 0 or self.scope_c <= 0:
-            raise ValueError(f"C must be positive, got topic_c={self.topic_c}, scope_c={self.scope_c}")
+        if min(self.topic_c, self.scope_c, self.words_c) <= 0:
+            raise ValueError(f"C must be positive, got topic_c={self.topic_c}, scope_c={self.scope_c}, "
+                             f"words_c={self.words_c}")
 
 
 def _fit(x: np.ndarray, y: Sequence[str], c: float, max_iter: int, balanced: bool = False) -> LinearClassifier:
@@ -41,11 +46,30 @@ def _fit(x: np.ndarray, y: Sequence[str], c: float, max_iter: int, balanced: boo
                             model.intercept_.astype(np.float32))
 
 
+def with_context(kb: KnowledgeBase, keys: list[Key], every: int) -> list[Key]:
+    """Some phrasings and declined questions again, each with a sentence of context before or after it:
+    deterministic (the n-th key, the context chosen by position), in the key's own language."""
+    pool = kb.conversation.context
+    out = []
+    chosen = [k for k in keys if k.kind in (KeyKind.QUESTION, KeyKind.OFF_TOPIC)]
+    for i, key in enumerate(chosen):
+        context = pool.get(key.language, ())
+        if not every or i % every or not context:
+            continue
+        sentence = context[(i // every) % len(context)]
+        text = f"{sentence} {key.text}" if (i // every) % 2 == 0 else f"{key.text} {sentence}"
+        out.append(Key(key.entry_id, key.kind, key.language, text))
+    return out
+
+
 def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
-                    config: FitConfig = FitConfig()) -> Classifiers | None:
+                    config: FitConfig = FitConfig(), embed=None) -> Classifiers | None:
     """Topic and scope models from the keys' vectors (phrasings and titles in, off-topic questions out);
     None for a knowledge base too small to learn from (one topic, or nothing to decline): the assistant
     then ranks and declines without them."""
+    extra = with_context(kb, keys, config.augment_every) if embed is not None else []
+    if extra:
+        keys, vectors = [*keys, *extra], np.vstack([vectors, embed([k.text for k in extra])])
     topic_of = {e.id: e.topic for e in kb.entries}
     phrasing = np.array([k.kind is KeyKind.QUESTION for k in keys])
     off_topic = np.array([k.kind is KeyKind.OFF_TOPIC for k in keys])
@@ -56,4 +80,19 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
     rows = phrasing | off_topic
     scope = _fit(vectors[rows], np.where(phrasing[rows], "in", "out"), config.scope_c, config.max_iter,
                  balanced=True)
-    return Classifiers(topic=topic, scope=scope)
+    texts = [k.text for k, r in zip(keys, rows, strict=True) if r]
+    return Classifiers(topic=topic, scope=scope, words=_fit_words(texts, phrasing[rows], config))
+
+
+def _fit_words(texts: list[str], inside: np.ndarray, config: FitConfig) -> WordModel:
+    """TF-IDF of jieba words and word pairs, then a logistic regression: in (a phrasing) or out."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(analyzer=terms_of, sublinear_tf=True)
+    x = vectorizer.fit_transform(texts)
+    model = LogisticRegression(C=config.words_c, max_iter=config.max_iter, class_weight="balanced")
+    model.fit(x, inside.astype(int))
+    terms = tuple(vectorizer.get_feature_names_out())
+    return WordModel(terms, vectorizer.idf_.astype(np.float64), model.coef_[0].astype(np.float64),
+                     float(model.intercept_[0]))

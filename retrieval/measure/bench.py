@@ -346,6 +346,88 @@ def throughput(assistant, questions, threads: Sequence[int] = THREADS) -> dict[i
     return out
 
 
+# -- the HTTP API -------------------------------------------------------------------------------
+API_CLIENTS = (1, 8, 64)
+
+
+@dataclass
+class ApiBench:
+    """POST /v1/ask on loopback at each number of concurrent clients, beside the engine on the same questions."""
+
+    engine: Latency                 # Assistant.ask in-process, one question at a time
+    engine_cpu_ms: float            # CPU of this process per question over that run (OpenVINO uses both cores)
+    engine_qps: dict[int, float]    # threads sharing one Assistant -> questions a second
+    levels: list                    # http_load.LoadResult, one per number of clients
+    workers: int                    # the server's answering threads
+    server_rss_mb: float | None = None
+
+
+def measure_api(assistant, questions, say: Say, clients: Sequence[int] = API_CLIENTS) -> ApiBench:
+    """Start `python -m retrieval serve` (its own process, a fresh feedback database). One client: each question
+    asked in-process and over HTTP back to back (http_load.run_paired). More clients: every question once from
+    that many concurrent async clients, after a warm-up."""
+    from retrieval.api.app import WORKERS
+    from retrieval.measure import http_load
+
+    requests = [{"question": q.q, "provider": q.context} for q in questions]
+    say(f"HTTP API: the engine alone with 1 and {WORKERS} threads")
+    engine_qps = throughput(assistant, questions, threads=(1, WORKERS))
+    levels = []
+    say("HTTP API: starting `python -m retrieval serve`")
+    with http_load.api_server() as server:
+        def ask(r: dict) -> str:
+            return assistant.ask(r["question"], provider=r["provider"]).question
+
+        say(f"HTTP API: {len(requests)} questions, each in-process and then over HTTP")
+        http_load.run_paired(server, requests[:10], ask)  # warm
+        paired = http_load.run_paired(server, requests, ask)
+        levels.append(paired.api)
+        for c in (c for c in clients if c > 1):
+            say(f"HTTP API: {c} concurrent clients, {len(requests)} questions")
+            http_load.run_load(server, requests[: 2 * c], c, paired.expected[: 2 * c])  # connections, threads warm
+            levels.append(http_load.run_load(server, requests, c, paired.expected))
+        rss = next((int(line.split()[1]) / 1024 for line in Path(f"/proc/{server.pid}/status").read_text()
+                    .splitlines() if line.startswith("VmRSS:")), None)
+    engine = Latency("engine", "Assistant.ask in-process, one at a time", paired.engine_ms)
+    return ApiBench(engine, paired.engine_cpu_s * 1000.0 / len(requests), engine_qps, levels, WORKERS, rss)
+
+
+def render_api(api: ApiBench) -> list[str]:
+    """The API's section of the report."""
+    e = api.engine
+    lines = ["", "## HTTP API (`python -m retrieval serve`, POST /v1/ask on loopback)", "",
+             "| clients | answered / sent | answers/s | p50 (ms) | p95 (ms) | p99 (ms) | server CPU per answer (ms) "
+             "| client CPU per answer (ms) | p95 ÷ engine p95 | answers/s ÷ engine's | failures |",
+             "|---|---|---|---|---|---|---|---|---|---|---|",
+             f"| engine: Assistant.ask in-process, one at a time | {len(e.samples_ms)} / {len(e.samples_ms)} | "
+             f"{1000.0 / statistics.fmean(e.samples_ms):.1f} | {_ms(e.p('p50'))} | {_ms(e.p('p95'))} | "
+             f"{_ms(e.p('p99'))} | {_ms(api.engine_cpu_ms)} | — | 1.00 | 1.00 | — |"]
+    # one client: each question went in-process and over HTTP back to back; more: all at once
+    for level in api.levels:
+        p = percentiles(level.latencies_ms) or {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+        per = max(level.answered, 1)
+        server = "—" if level.server_cpu_s is None else _ms(level.server_cpu_s * 1000.0 / per)
+        client = "—" if level.client_cpu_s is None else _ms(level.client_cpu_s * 1000.0 / per)
+        failures = ", ".join(f"{k}: {v}" for k, v in level.failures.items()) or "none"
+        # against the engine alone with as many threads as the server answers on (one at a time for one client)
+        engine_qps = 1000.0 / statistics.fmean(e.samples_ms) if level.clients == 1 else \
+            api.engine_qps.get(api.workers, max(api.engine_qps.values()))
+        lines.append(f"| {level.clients} | {level.answered} / {level.sent} | {level.throughput:.1f} | "
+                     f"{_ms(p['p50'])} | {_ms(p['p95'])} | {_ms(p['p99'])} | {server} | {client} | "
+                     f"{p['p95'] / e.p('p95'):.2f} | {level.throughput / engine_qps:.2f} | {failures} |")
+    threads = ", ".join(f"{t} thread{'s' if t > 1 else ''}: {v:.1f}/s" for t, v in api.engine_qps.items())
+    lines += ["", "With one client each question was asked in-process and then over HTTP, back to back, so the two "
+              "rows saw the same machine; with more, answers/s is set against the engine alone with as many "
+              "threads as the server answers on. "
+              f"The engine alone, threads sharing one Assistant in this process: {threads}. The server answers "
+              f"on {api.workers} threads and logs every question to its own fresh SQLite store; the clients "
+              "(httpx2, one keep-alive connection each) run in the bench's process on the same cores, so their "
+              "CPU comes out of the server's."]
+    if api.server_rss_mb is not None:
+        lines.append(f"Resident memory of the API server after the run: {api.server_rss_mb:.0f} MiB.")
+    return lines
+
+
 # -- cold starts --------------------------------------------------------------------------------
 def _child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **extra}
@@ -444,6 +526,7 @@ class BenchResult:
     cold: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     web: list[tuple[str, ...]] = field(default_factory=list)   # the Streamlit server's own rows
+    api: ApiBench | None = None
 
 
 def _ms(value: float) -> str:
@@ -540,6 +623,8 @@ def render_markdown(r: BenchResult, plots: Sequence[str] = ()) -> str:
         n = max(x.n for x in r.index_rows)
         lines += ["", f"### HNSW efSearch at {n:,} vectors", "", "| efSearch | recall@10 | p50 (ms) |", "|---|---|---|"]
         lines += [f"| {ef} | {rec:.3f} | {_ms(p50)} |" for ef, rec, p50 in r.ef_sweep]
+    if r.api:
+        lines += render_api(r.api)
     lines += ["", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r.machine.items()]
     if r.notes:
@@ -625,6 +710,7 @@ def cmd_bench(args, settings: Settings, out: TextIO) -> int:
     latencies = measure_latencies(assistant, questions, say, notes)
     say("throughput with 1, 2, 4 and 8 threads")
     qps = throughput(assistant, questions)
+    api = measure_api(assistant, questions, say)
     try:
         import torch
 
@@ -649,8 +735,47 @@ def cmd_bench(args, settings: Settings, out: TextIO) -> int:
         cold["fresh `make run` to first answer in the browser"] = browser_first_answer(say)
     web = web_rows(quick, say)
     info["load average (1/5/15 min) at end"] = load_average()
-    result = BenchResult(info, latencies, qps, memory, load_s, rows, sweep, cold, notes, web)
+    result = BenchResult(info, latencies, qps, memory, load_s, rows, sweep, cold, notes, web=web, api=api)
     path, text = write_report(result, Path(args.out))
     print(text, file=out)
     say(f"wrote {path}")
+    return 0
+
+
+def cmd_bench_api(args, settings: Settings, out: TextIO) -> int:
+    """`bench --api`: only the HTTP API beside the engine; prints the section and writes `<out>/api.md`."""
+    from retrieval.loading import load_assistant
+    from retrieval.measure.evaluate import load_dev_set
+
+    questions = load_dev_set()
+    if getattr(args, "quick", False):
+        questions = questions[::4]
+    assistant = load_assistant(settings, progress=_progress)
+    info = machine(settings)
+    api = measure_api(assistant, questions, _progress)
+    info["load average (1/5/15 min) at end"] = load_average()
+    text = "\n".join(["# Bench: the HTTP API", *render_api(api), "", "## Machine", "", "| | |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
+    path = Path(args.out) / "api.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(text, file=out)
+    _progress(f"wrote {path}")
+    return 0
+
+
+def cmd_bench_web(args, settings: Settings, out: TextIO) -> int:
+    """`bench --web`: only the chat server (retrieval/measure/webload.py); prints the rows, writes `<out>/web.md`."""
+    quick = bool(getattr(args, "quick", False))
+    info = machine(settings)
+    web = web_rows(quick, _progress)
+    info["load average (1/5/15 min) at end"] = load_average()
+    text = "\n".join(["# Bench: the chat server", "", "| measurement | value | target | |", "|---|---|---|---|",
+                      *("| " + " | ".join(row) + " |" for row in web), "", "## Machine", "", "| | |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
+    path = Path(args.out) / "web.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(text, file=out)
+    _progress(f"wrote {path}")
     return 0

@@ -80,14 +80,16 @@ class Assistant:
         vector = self.embedder.embed_queries([understood.matched])[0]
         ranking = self.ranker.rank(understood.matched, vector)
         topic_lp = None
-        scope = 1.0
+        scope = topic = words = None
         if self.classifiers is not None:
             p = self.classifiers.topic.probabilities(vector)[0]
             by_topic = dict(zip(self.classifiers.topic.classes, p, strict=True))
             topic_lp = np.log(np.array([by_topic.get(t, 0.0) for t in self.topic_ids]) + 1e-9)
+            topic = float(p.max())
             scope = float(self.classifiers.scope.probabilities(vector)[0][self.classifiers.scope.classes.index("in")])
-        signals = DeclineSignals(ranking.best_similarity, ranking.off_topic,
-                                 self.vocabulary.coverage(understood.text), understood.provider is not None, scope)
+            words = self.classifiers.words.probability(understood.matched)
+        signals = DeclineSignals(ranking.best_similarity, ranking.off_topic, self.vocabulary.coverage(understood.text),
+                                 understood.provider is not None, scope, topic, words)
         return Reading(understood, ranking, topic_lp, signals)
 
     def ask(self, question: str, provider: str | None = None, language: str | None = None,
@@ -103,7 +105,7 @@ class Assistant:
             markdown = self.kb.message("not_understood", u.language) + self._support_line(u.provider, u.language)
             return Answer(provider=u.provider, kind=Kind.NOT_UNDERSTOOD, markdown=markdown, **base)
         reading = self.read(u)
-        intent = self._small_talk(u, reading.ranking)
+        intent = self.small_talk_intent(u, reading.ranking)
         if intent:
             return Answer(provider=u.provider, kind=Kind.SMALL_TALK,
                           markdown=self.kb.conversation.small_talk[intent].answer[u.language].strip(), **base)
@@ -154,7 +156,7 @@ class Assistant:
                   for t, s in zip(topics, scores, strict=True)]
         return sorted(offers, key=lambda o: -o.score)
 
-    def _small_talk(self, u: Understood, ranking: Ranking) -> str | None:
+    def small_talk_intent(self, u: Understood, ranking: Ranking) -> str | None:
         """The small-talk intent of a short message that is nothing else ("谢谢", "hi", "你是谁")."""
         exact = self.small_talk_phrases.get(PUNCTUATION.sub("", normalise(u.text)))
         if exact:

@@ -85,7 +85,7 @@ def make_keys(kb: KnowledgeBase, strip_providers: bool = True) -> list[Key]:
     from retrieval.serving.terms import Terms
 
     strip = ProviderFinder(kb).strip if strip_providers else normalise
-    terms = Terms(kb.vocabulary)
+    terms = Terms(kb.vocabulary, kb.product_words)
     keys = []
     for e in kb.entries:
         for lang in LANGUAGES:

@@ -1,16 +1,32 @@
-"""Classifiers over question vectors: which topic a question is about, and whether it is ours at all.
+"""Classifiers: which topic a question is about, and whether it is ours at all.
 
-Both are linear models (multinomial and binary logistic regression) fitted once when the index is built
-(retrieval/build/models.py, scikit-learn) and applied here with numpy alone, so serving needs no
-scikit-learn and a prediction costs a matrix product.
+Three linear models fitted once when the index is built (retrieval/build/models.py, scikit-learn) and
+applied here with numpy alone, so serving needs no scikit-learn and a prediction costs a product: the
+topic and the scope of the question's vector (logistic regressions over the embedding), and the scope of
+its words (a logistic regression over TF-IDF of jieba words and word pairs), which sees what the
+embedding blurs: "APN", "解锁", "激活" make a question about a carrier not ours.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from retrieval.serving.text import words
+
+
+def terms_of(text: str) -> list[str]:
+    """The features of the word model: jieba words and adjacent word pairs.
+
+    >>> terms_of("怎么充值话费")
+    ['怎么', '充值', '话费', '怎么_充值', '充值_话费']
+    """
+    found = words(text)
+    return found + [f"{a}_{b}" for a, b in zip(found, found[1:], strict=False)]
 
 
 @dataclass(frozen=True)
@@ -44,11 +60,35 @@ class LinearClassifier:
 
 
 @dataclass(frozen=True)
+class WordModel:
+    """A binary logistic regression over TF-IDF (sublinear tf, L2-normalised) of `terms_of(text)`."""
+
+    terms: tuple[str, ...]
+    idf: np.ndarray        # per term
+    coef: np.ndarray       # per term, towards "in scope"
+    intercept: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {term: i for i, term in enumerate(self.terms)})
+
+    def probability(self, text: str) -> float:
+        """The probability that `text` (as matched: normalised, provider names out) is ours."""
+        counts = Counter(t for t in terms_of(text) if t in self._index)
+        if not counts:
+            return 1.0 / (1.0 + math.exp(-self.intercept))
+        rows = np.array([self._index[t] for t in counts])
+        tfidf = np.array([1.0 + math.log(n) for n in counts.values()]) * self.idf[rows]
+        tfidf /= np.linalg.norm(tfidf)
+        return float(1.0 / (1.0 + np.exp(-(tfidf @ self.coef[rows] + self.intercept))))
+
+
+@dataclass(frozen=True)
 class Classifiers:
-    """The two models the assistant consults, saved beside the index they were fitted on."""
+    """The models the assistant consults, saved beside the index they were fitted on."""
 
     topic: LinearClassifier   # classes: topic ids
     scope: LinearClassifier   # classes: ("out", "in")
+    words: WordModel          # the scope of the question's words
 
     FILE = "classifiers.npz"
 
@@ -56,12 +96,17 @@ class Classifiers:
         with open(Path(folder) / self.FILE, "wb") as f:
             np.savez(f, topic_classes=np.array(self.topic.classes), topic_coef=self.topic.coef,
                      topic_intercept=self.topic.intercept, scope_classes=np.array(self.scope.classes),
-                     scope_coef=self.scope.coef, scope_intercept=self.scope.intercept)
+                     scope_coef=self.scope.coef, scope_intercept=self.scope.intercept,
+                     words_terms=np.array(self.words.terms), words_idf=self.words.idf, words_coef=self.words.coef,
+                     words_intercept=np.array([self.words.intercept]))
 
     @classmethod
     def load(cls, folder: Path) -> Classifiers:
         with np.load(Path(folder) / cls.FILE, allow_pickle=False) as d:
-            return cls(LinearClassifier(tuple(str(c) for c in d["topic_classes"]), d["topic_coef"].astype(np.float32),
-                                        d["topic_intercept"].astype(np.float32)),
-                       LinearClassifier(tuple(str(c) for c in d["scope_classes"]), d["scope_coef"].astype(np.float32),
-                                        d["scope_intercept"].astype(np.float32)))
+            def linear(name: str) -> LinearClassifier:
+                return LinearClassifier(tuple(str(c) for c in d[f"{name}_classes"]),
+                                        d[f"{name}_coef"].astype(np.float32), d[f"{name}_intercept"].astype(np.float32))
+
+            return cls(linear("topic"), linear("scope"),
+                       WordModel(tuple(str(t) for t in d["words_terms"]), d["words_idf"].astype(np.float64),
+                                 d["words_coef"].astype(np.float64), float(d["words_intercept"][0])))

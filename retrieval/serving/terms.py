@@ -21,12 +21,14 @@ class Terms:
     ('t-mobile 怎么充值', 'how do i top up', 'refilled')
     """
 
-    def __init__(self, groups: tuple[TermGroup, ...] | list[TermGroup]):
+    def __init__(self, groups: tuple[TermGroup, ...] | list[TermGroup], dropped: tuple[str, ...] = ()):
         self.canonical: dict[str, str] = {}
         for group in groups:
             for lang, variants in group.variants.items():
                 for variant in variants:
                     self.canonical.setdefault(normalise(variant), normalise(group.canonical[lang]))
+        for word in dropped:  # words that name the product in general: taken out like a provider's name
+            self.canonical.setdefault(normalise(word), " ")
         parts = []
         for variant in sorted(self.canonical, key=len, reverse=True):
             escaped = re.escape(variant)
@@ -38,4 +40,5 @@ class Terms:
         """`text` (normalised) with each variant replaced by its canonical word."""
         if self.pattern is None:
             return text
-        return self.pattern.sub(lambda m: self.canonical[m.group(0)], text)
+        # a question that is nothing but product words keeps them: something must be matched
+        return " ".join(self.pattern.sub(lambda m: self.canonical[m.group(0)], text).split()) or text

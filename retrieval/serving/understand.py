@@ -54,7 +54,7 @@ class Reader:
             raise ValueError(f"max_chars must be at least 1, got {max_chars}")
         self.kb, self.max_chars = kb, max_chars
         self.finder = ProviderFinder(kb)
-        self.terms = Terms(kb.vocabulary)
+        self.terms = Terms(kb.vocabulary, kb.product_words)
         self.known_words = known_words
         self.follow_up_words = {normalise(w) for ws in kb.conversation.follow_up_words.values() for w in ws}
         self.known_zipf = kb.conversation.known_word_zipf

@@ -1,0 +1,107 @@
+"""The API's documented shapes, for its OpenAPI page. Documentation only: answers are written by
+`Answer.to_json` and requests read by `retrieval.api.request`; tests hold the three together."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from retrieval.api.request import MAX_SESSION_ID
+from retrieval.knowledge import LANGUAGES, KnowledgeBase
+from retrieval.serving.answer import Kind
+
+__all__ = ["ERRORS", "AskResponse", "Choice", "ErrorResponse", "Health", "Hit", "Provider", "ProviderList",
+           "request_schema"]
+
+
+class Hit(BaseModel):
+    """A knowledge-base entry the question came close to, best first (by `score`, the ranking's own)."""
+
+    chunk_id: str
+    entry_id: str
+    provider: str
+    topic: str
+    score: float
+    similarity: float  # the embedding's cosine with the entry's nearest phrasing
+    title: str
+    text: str
+
+
+class Choice(BaseModel):
+    """A button: ask `question` again with `provider` set, or open entry `entry_id` directly."""
+
+    label: str
+    question: str
+    provider: str | None
+    entry_id: str | None
+
+
+class AskResponse(BaseModel):
+    """The object `python -m retrieval ask --jsonl` writes for the same request."""
+
+    question: str
+    language: Literal[LANGUAGES]
+    provider: str | None
+    answered: bool
+    hits: list[Hit]
+    answer: str
+    kind: Literal[tuple(kind.value for kind in Kind)]
+    topic: str | None
+    entry_id: str | None
+    choices: list[Choice]
+    notices: list[str]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+class Provider(BaseModel):
+    id: str
+    name: dict[str, str]
+    support_url: str
+
+
+class ProviderList(BaseModel):
+    providers: list[Provider]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    entries: int
+    store: Literal["ok", "unavailable"]
+
+
+ERRORS = {
+    400: {"model": ErrorResponse, "description": "Not UTF-8, not JSON, nested too deeply, or a number too long"},
+    413: {"model": ErrorResponse, "description": "A body larger than the limit (16 KiB by default)"},
+    422: {"model": ErrorResponse, "description": "Not an object, no question, a wrong type, an unknown provider, "
+                                                 "topic or language, or text that is not valid Unicode"},
+}
+
+
+def request_schema(kb: KnowledgeBase, max_chars: int) -> dict:
+    """POST /v1/ask's body as JSON Schema, with the provider and topic ids of the loaded knowledge base."""
+    def optional(schema: dict, description: str) -> dict:
+        return {"anyOf": [schema, {"type": "null"}], "default": None, "description": description}
+
+    return {
+        "type": "object",
+        "required": ["question"],
+        "properties": {
+            "question": {"type": "string", "description": (
+                f"What the user asked. Longer than {max_chars} characters: cut, and the answer's `notices` "
+                "say so.")},
+            "provider": optional({"type": "string", "enum": list(kb.providers)},
+                                 "The provider chosen earlier in the conversation (the previous answer's "
+                                 "`provider`); GET /v1/providers lists them."),
+            "topic": optional({"type": "string", "enum": list(kb.topics)},
+                              "The previous answer's `topic`, so a follow-up such as \"what about Mint?\" keeps it."),
+            "language": optional({"type": "string", "enum": list(LANGUAGES)},
+                                 "The language to answer in; absent or null: the question's own."),
+            "session_id": optional({"type": "string", "minLength": 1, "maxLength": MAX_SESSION_ID},
+                                   "Groups one conversation's questions in the operator's statistics."),
+        },
+        "example": {"question": "GV怎么充值？", "provider": None},
+    }

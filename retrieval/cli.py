@@ -213,6 +213,9 @@ def cmd_prepare(args, settings: Settings, out: TextIO) -> int:
     from retrieval.loading import load_assistant
 
     assistant = load_assistant(settings, progress=_progress)
+    if assistant.index.unsaved:  # preparing is saving: the page and `ask` would each build it again
+        print("error: the index was built but could not be saved (said above)", file=sys.stderr)
+        return 1
     m = assistant.index.manifest
     print(f"ready: {len(assistant.kb.entries)} entries, {m.keys} vectors, model {m.model} ({m.dim} dims)", file=out)
     return 0

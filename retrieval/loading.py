@@ -37,7 +37,8 @@ def make_embedder(settings: Settings, progress: Progress | None = None) -> Embed
     if settings.model == HashingEmbedder.name:
         return HashingEmbedder()
     path = prepare_model(settings, progress)
-    return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend)
+    return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend,
+                                       busy_model=settings.busy_model)
 
 
 def keep_word_cache_in(data_dir: Path) -> None:

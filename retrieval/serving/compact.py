@@ -21,7 +21,6 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 
 
-
 class FrozenStrMap(Mapping):
     """`keys[i] -> values[i]`, read-only. Lookups return what a dict built from the same pairs returns."""
 
@@ -30,6 +29,8 @@ class FrozenStrMap(Mapping):
         values = np.fromiter(values, dtype=np.int64, count=len(keys))
         self._blob = "".join(keys)
         lengths = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+        if len(keys) and lengths.min() == 0:
+            raise ValueError("FrozenStrMap cannot hold the empty string")
         hashes = np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))
         del keys
         starts = np.zeros(len(lengths) + 1, dtype=np.int64)

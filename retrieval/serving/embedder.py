@@ -48,7 +48,8 @@ class SentenceTransformerEmbedder:
     # the rest: each answer a little slower, more answers a second (compiled the first time it is needed).
     OPENVINO_BUSY_CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
 
-    def __init__(self, path: str, name: str | None = None, backend: str = "torch", batch_size: int = 32):
+    def __init__(self, path: str, name: str | None = None, backend: str = "torch", batch_size: int = 32,
+                 busy_model: bool = True):
         if backend not in self.BACKENDS:
             raise ModelError(f"unknown backend {backend!r} (ASSISTANT_BACKEND): use one of {', '.join(self.BACKENDS)}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,6 +57,7 @@ class SentenceTransformerEmbedder:
         self.name = name or path
         self.backend = backend
         self.batch_size = batch_size
+        self.busy_model = busy_model  # False: overlapping questions wait for the one model (no second copy)
         self.model = None  # the SentenceTransformer, for the torch backend
         try:
             if backend == "openvino":
@@ -185,7 +187,7 @@ class SentenceTransformerEmbedder:
 
     def _encode_openvino(self, texts: list[str], prompt: str) -> np.ndarray:
         with self._lock:
-            busy = self._in_flight > 0 and self._export_file.is_file()
+            busy = self.busy_model and self._in_flight > 0 and self._export_file.is_file()
             self._in_flight += 1
         try:
             return self._encode_with(self._request(busy), texts, prompt)

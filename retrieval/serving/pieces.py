@@ -3,10 +3,11 @@
 `tokenizers` keeps a Unigram vocabulary in a trie of one hash map per byte: for the 250,002 pieces of
 multilingual-e5-small that is about 255 MiB of every serving process, a third of it. Here the pieces live in
 a FrozenStrMap (retrieval/serving/compact.py, about 10 MiB) and the Viterbi search of `tokenizers`'
-`Unigram::encode_optimized` is done in Python: the same candidates in the same order, the same float64 sums, the same strict `>` (so ties
-go to the same piece), the same `<unk>` for a character no piece covers. Normalising and pre-tokenising stay
-with `tokenizers` itself (its normaliser and pre-tokeniser, read from the same tokenizer.json); the special
-tokens, the truncation and the padding are redone as `Tokenizer.encode_batch` does them for this layout.
+`Unigram::encode_optimized` is done in Python: the same candidates in the same order, the same float64 sums,
+the same strict `>` (so ties go to the same piece), the same `<unk>` for a character no piece covers, runs of
+them fused. Normalising and pre-tokenising stay with `tokenizers` itself (its normaliser and pre-tokeniser,
+read from the same tokenizer.json); the special tokens, the truncation and the padding are redone as
+`Tokenizer.encode_batch` does them for this layout.
 
 `PieceTokenizer.load` returns None for a tokenizer.json it does not reproduce (another model type, byte
 fallback, special tokens not split, another post-processor); the caller then keeps `tokenizers`' own.

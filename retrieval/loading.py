@@ -9,7 +9,7 @@ from pathlib import Path
 from retrieval.build.index import load_or_build
 from retrieval.knowledge import load_knowledge
 from retrieval.serving.assistant import Assistant
-from retrieval.serving.compact import compact_jieba
+from retrieval.serving.compact import compact_jieba, release_freed_memory
 from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError, SentenceTransformerEmbedder
 from retrieval.settings import DEFAULT_MODEL, Settings
 
@@ -60,4 +60,6 @@ def load_assistant(settings: Settings | None = None, progress: Progress | None =
     kb = load_knowledge(settings.knowledge_dir)  # before the model: a broken knowledge base fails fast
     embedder = embedder or make_embedder(settings, progress)
     index = load_or_build(kb, embedder, settings.index_dir, progress)
-    return Assistant(kb, index, embedder, max_question_chars=settings.max_question_chars)
+    assistant = Assistant(kb, index, embedder, max_question_chars=settings.max_question_chars)
+    release_freed_memory()  # what loading freed (parsed files, the model's compilation) leaves the process
+    return assistant

@@ -12,7 +12,8 @@ KEYS = st.text(alphabet="ab充值卡😀", min_size=1, max_size=6)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(KEYS, st.integers(-5, 10**12), max_size=60), st.lists(st.text(alphabet="ab充值卡😀x", max_size=7)))
+@given(st.dictionaries(KEYS, st.integers(-5, 10**12), max_size=60),
+       st.lists(st.text(alphabet="ab充值卡😀x", max_size=7)))
 def test_lookups_answer_as_the_dict(mapping, probes):
     frozen = FrozenStrMap.from_dict(mapping)
     assert len(frozen) == len(mapping) and dict(frozen) == mapping
@@ -49,8 +50,8 @@ def test_a_key_twice_or_an_empty_key_is_refused():
         FrozenStrMap(["a", ""], [1, 2])
 
 
-SENTENCES = ["谷歌语音怎么充值", "我的美国手机号快过期了怎么办", "信用卡被拒绝了", "中华人民共和国", "充值卡充值失败退款",
-             "南京市长江大桥", "薄荷卡余额查询", "我想给TMobile充值五十美元"]
+SENTENCES = ["谷歌语音怎么充值", "我的美国手机号快过期了怎么办", "信用卡被拒绝了", "中华人民共和国",
+             "充值卡充值失败退款", "南京市长江大桥", "薄荷卡余额查询", "我想给TMobile充值五十美元"]
 
 
 def test_jieba_cuts_the_same_with_its_dictionary_compacted(tmp_path):

@@ -60,7 +60,8 @@ def test_a_piece_given_twice_is_refused():
 def _tokenizer_json(tmp_path: Path, **changes) -> Path:
     spec = {"version": "1.0", "truncation": None, "padding": None,
             "added_tokens": [{"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,
-                              "normalized": False, "special": True} for i, c in ((0, "<s>"), (1, "<pad>"), (2, "</s>"))],
+                              "normalized": False, "special": True}
+                             for i, c in ((0, "<s>"), (1, "<pad>"), (2, "</s>"))],
             "normalizer": None, "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always",
                                                   "split": False},
             "post_processor": {"type": "TemplateProcessing",
@@ -108,8 +109,8 @@ def test_the_real_models_ids_match_tokenizers(real_settings):
     theirs = Tokenizer.from_file(str(path))
     theirs.encode_special_tokens = True
     theirs.enable_truncation(max_length=512)
-    texts = [q.q for q in load_dev_set()] + ["GV怎么充值", "", "🙂🙂", "？？？", "<s> </s> <unk> <mask>", "naïve ｅ\u0301",
-                                            "谷歌语音" * 300, "\t\x00\u200b top\u3000up", "ﷺ ﬁ ℡ ①"]
+    texts = [q.q for q in load_dev_set()] + ["GV怎么充值", "", "🙂🙂", "？？？", "<s> </s> <unk> <mask>",
+                                            "naïve ｅ\u0301", "谷歌语音" * 300, "\t\x00\u200b top\u3000up", "ﷺ ﬁ ℡ ①"]
     for prompt in ("query: ", "passage: "):
         for text in texts:
             assert mine.ids(prompt + text) == theirs.encode(prompt + text).ids, text

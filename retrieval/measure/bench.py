@@ -515,6 +515,7 @@ class BenchResult:
     cold: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     api: ApiBench | None = None
+    servers_memory: object | None = None  # memory.MemoryBench: both servers after start and after 100 questions
 
 
 def _ms(value: float) -> str:
@@ -558,6 +559,10 @@ def summary_rows(r: BenchResult) -> list[tuple[str, str, str, str]]:
     if r.memory:
         rows.append(("resident memory after loading the assistant (VmRSS; peak VmHWM)",
                      f"{r.memory.get('VmRSS', 0):.0f} MiB (peak {r.memory.get('VmHWM', 0):.0f} MiB)", "—", "—"))
+    if r.servers_memory is not None:
+        from retrieval.measure import memory
+
+        rows += memory.summary(r.servers_memory)
     largest = [row for row in r.index_rows if row.kind == "hnsw" and row.n == max(x.n for x in r.index_rows)]
     if largest:
         h = largest[0]
@@ -607,6 +612,10 @@ def render_markdown(r: BenchResult, plots: Sequence[str] = ()) -> str:
         lines += [f"| {ef} | {rec:.3f} | {_ms(p50)} |" for ef, rec, p50 in r.ef_sweep]
     if r.api:
         lines += render_api(r.api)
+    if r.servers_memory is not None:
+        from retrieval.measure import memory
+
+        lines += memory.render(r.servers_memory)
     lines += ["", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r.machine.items()]
     if r.notes:
@@ -715,8 +724,10 @@ def cmd_bench(args, settings: Settings, out: TextIO) -> int:
             f"{statistics.median(times):.1f} s median of {len(times)} (min {min(times):.1f}, max {max(times):.1f})")
         cold.update(first_time_preparation(settings, say))
         cold["fresh `make run` to first answer in the browser"] = browser_first_answer(say)
+    servers_memory = measure_memory(say, page=not quick)
     info["load average (1/5/15 min) at end"] = load_average()
-    result = BenchResult(info, latencies, qps, memory, load_s, rows, sweep, cold, notes, api)
+    result = BenchResult(info, latencies, qps, memory, load_s, rows, sweep, cold, notes, api,
+                         servers_memory=servers_memory)
     path, text = write_report(result, Path(args.out))
     print(text, file=out)
     say(f"wrote {path}")
@@ -738,6 +749,35 @@ def cmd_bench_api(args, settings: Settings, out: TextIO) -> int:
     text = "\n".join(["# Bench: the HTTP API", *render_api(api), "", "## Machine", "", "| | |", "|---|---|",
                       *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
     path = Path(args.out) / "api.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(text, file=out)
+    _progress(f"wrote {path}")
+    return 0
+
+
+# -- memory of the servers ------------------------------------------------------------------------
+def measure_memory(say: Say, page: bool = True):
+    """Both servers' resident memory after start and after 100 questions, and where it goes
+    (retrieval/measure/memory.py); the page is skipped when Chromium is not installed."""
+    from retrieval.measure import memory
+
+    page = page and importlib.util.find_spec("playwright") is not None and Path("/usr/bin/chromium").exists()
+    return memory.server_memory(say, page=page)
+
+
+def cmd_bench_memory(args, settings: Settings, out: TextIO) -> int:
+    """`bench --memory`: only the servers' memory; prints the section and writes `<out>/memory.md`."""
+    from retrieval.measure import memory
+
+    info = machine(settings)
+    result = measure_memory(_progress, page=not getattr(args, "quick", False))
+    info["load average (1/5/15 min) at end"] = load_average()
+    text = "\n".join(["# Bench: memory", "", "| measurement | value | target | |", "|---|---|---|---|",
+                      *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in memory.summary(result)),
+                      *memory.render(result), "", "## Machine", "", "| | |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
+    path = Path(args.out) / "memory.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     print(text, file=out)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.serving.compact import FrozenStrMap
+from retrieval.serving.compact import FrozenStrMap, release_freed_memory
 
 # tokenizers' kUnkPenalty: an unknown character scores the lowest piece's score minus this.
 UNK_PENALTY = 10.0
@@ -91,8 +91,11 @@ class PieceTokenizer:
         def pre_tokenize(text: str) -> list[str]:
             return [part for part, _ in pre_tokenizer.pre_tokenize_str(text)] if pre_tokenizer else [text]
 
-        return cls(vocab, int(model["unk_id"]), ids[ends[0]], ids[ends[1]], ids[pad_token], max_length,
-                   normalize, pre_tokenize)
+        tokenizer = cls(vocab, int(model["unk_id"]), ids[ends[0]], ids[ends[1]], ids[pad_token], max_length,
+                        normalize, pre_tokenize)
+        del model, vocab
+        release_freed_memory()  # the parsed tokenizer.json: about 40 MiB
+        return tokenizer
 
     # -- encoding ------------------------------------------------------------------------------
     def pieces(self, text: str) -> list[int]:

@@ -29,16 +29,9 @@ def test_lookups_answer_as_the_dict(mapping, probes):
                 frozen[key]
 
 
-def test_prefixes_are_every_key_starting_at_a_position_shortest_first():
-    frozen = FrozenStrMap(["充", "充值", "充值卡", "值", "卡"], range(5))
-    assert frozen.prefixes("去充值卡", 1, 4) == [(2, 0), (3, 1), (4, 2)]
-    assert frozen.prefixes("去充值卡", 1, 2) == [(2, 0)]
-    assert frozen.prefixes("去充值卡", 0, 4) == []
-
-
 def test_empty_map_and_odd_keys():
     empty = FrozenStrMap([], [])
-    assert len(empty) == 0 and "a" not in empty and empty.get("a") is None and empty.prefixes("abc", 0, 3) == []
+    assert len(empty) == 0 and "a" not in empty and empty.get("a") is None
     frozen = FrozenStrMap(["a"], [1])
     assert 1 not in frozen and frozen.get(None) is None
 

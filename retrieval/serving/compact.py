@@ -1,16 +1,14 @@
 """Compact: a read-only map from strings to integers in flat arrays, a dict's answers at a fraction of its memory.
 
-A server keeps two big vocabularies: the embedding model's 250,002 pieces and jieba's 584,000 words and word
-prefixes. As dicts they cost 45 and 55 MiB, nearly all of it one Python object of 60-90 bytes per key. Here the
-keys are one string end to end, found through an open-addressing table of positions: about 10 and 16 MiB.
+jieba keeps its dictionary of 584,000 words and word prefixes as a dict: 55 MiB, nearly all of it one Python
+object of 60-90 bytes per key. Here the keys are one string end to end, found through an open-addressing table
+of positions: about 16 MiB.
 Slots come from Python's own string hash, which differs from process to process: the table is built in the
 process that uses it, never saved.
 
 >>> m = FrozenStrMap(["充值", "充", "top"], [5, 0, 9])
 >>> m["充值"], m.get("充"), m.get("值"), "top" in m, len(m)
 (5, 0, None, True, 3)
->>> m.prefixes("充值卡", 0, 3)
-[(1, 1), (2, 0)]
 """
 
 from __future__ import annotations
@@ -65,24 +63,6 @@ class FrozenStrMap(Mapping):
             if starts[i + 1] - start == length and blob[start:start + length] == key:
                 return i
             slot = (slot + 1) & self._slot_mask
-
-    def prefixes(self, text: str, start: int, stop: int) -> list[tuple[int, int]]:
-        """(end, index) for every key equal to text[start:end], start < end <= stop, shortest first."""
-        table, starts, blob, slot_mask = self._table, self._starts, self._blob, self._slot_mask
-        found = []
-        for end in range(start + 1, stop + 1):
-            piece, length = text[start:end], end - start
-            slot = hash(piece) & slot_mask
-            while True:
-                i = table[slot]
-                if i < 0:
-                    break
-                first = starts[i]
-                if starts[i + 1] - first == length and blob[first:first + length] == piece:
-                    found.append((end, i))
-                    break
-                slot = (slot + 1) & slot_mask
-        return found
 
     def value(self, index: int) -> int:
         return self._values[index]

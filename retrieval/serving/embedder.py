@@ -10,8 +10,6 @@ from typing import Protocol
 
 import numpy as np
 
-from retrieval.serving.pieces import PieceTokenizer
-
 
 class Embedder(Protocol):
     name: str
@@ -131,18 +129,14 @@ class SentenceTransformerEmbedder:
         self._passage_prompt = "passage" if "passage" in self._prompts else None
         # Tokenised as sentence-transformers' Transformer module does: its tokenizer.json, special-token
         # strings typed by a user split like any text when the model asks for it, padded to the longest
-        # text of a batch, cut at the model's length. PieceTokenizer gives tokenizers' ids without its
-        # 255 MiB vocabulary trie (retrieval/serving/pieces.py); tokenizers' own for a layout it does not cover.
-        self._pieces = PieceTokenizer.load(path / "tokenizer.json", layout["max_length"],
-                                           layout["split_special_tokens"], layout["pad_token"])
-        if self._pieces is None:
-            self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-            self._tokenizer.encode_special_tokens = layout["split_special_tokens"]
-            self._tokenizer.enable_truncation(max_length=layout["max_length"])
-            pad_id = self._tokenizer.token_to_id(layout["pad_token"])
-            if pad_id is None:
-                raise ModelError(f"{path}: the pad token {layout['pad_token']!r} is not in tokenizer.json")
-            self._tokenizer.enable_padding(pad_id=pad_id, pad_token=layout["pad_token"])
+        # text of a batch, cut at the model's length.
+        self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self._tokenizer.encode_special_tokens = layout["split_special_tokens"]
+        self._tokenizer.enable_truncation(max_length=layout["max_length"])
+        pad_id = self._tokenizer.token_to_id(layout["pad_token"])
+        if pad_id is None:
+            raise ModelError(f"{path}: the pad token {layout['pad_token']!r} is not in tokenizer.json")
+        self._tokenizer.enable_padding(pad_id=pad_id, pad_token=layout["pad_token"])
 
     @staticmethod
     def _read_layout(path: Path) -> dict:
@@ -200,20 +194,15 @@ class SentenceTransformerEmbedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            arrays = dict(zip(self.INPUTS, self._tokenize([prompt + texts[i] for i in rows]), strict=True))
+            encodings = self._tokenizer.encode_batch([prompt + texts[i] for i in rows])
+            arrays = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                      "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                      "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
             hidden = request.infer({i: arrays[n] for i, n in enumerate(self._input_names)})[0]
             mask = arrays["attention_mask"][:, :, None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
             out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return out
-
-    def _tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """input_ids, attention_mask, token_type_ids (int64, padded to the longest text)."""
-        if self._pieces is not None:
-            return self._pieces.encode_batch(texts)
-        encodings = self._tokenizer.encode_batch(texts)
-        return tuple(np.array([getattr(e, name) for e in encodings], dtype=np.int64)
-                     for name in ("ids", "attention_mask", "type_ids"))
 
     @staticmethod
     def _import_openvino():

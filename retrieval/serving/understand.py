@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
-from retrieval.serving.english import common_words
 from retrieval.serving.providers import ASCII_WORD, ProviderFinder
 from retrieval.serving.safety import mask_secrets
 from retrieval.serving.terms import Terms
@@ -40,6 +39,13 @@ class Understood:
     secrets: tuple[str, ...] = ()
 
 
+@lru_cache(maxsize=4096)
+def _english_zipf(word: str) -> float:
+    from wordfreq import zipf_frequency
+
+    return zipf_frequency(word, "en")
+
+
 class Reader:
     """Turns a raw question into an `Understood`; built once per knowledge base, read-only after."""
 
@@ -52,8 +58,6 @@ class Reader:
         self.known_words = known_words
         self.follow_up_words = {normalise(w) for ws in kb.conversation.follow_up_words.values() for w in ws}
         self.known_zipf = kb.conversation.known_word_zipf
-        # wordfreq's answer to "zipf >= known_zipf" without its whole English list in memory (english.py)
-        self.common_english = lru_cache(maxsize=4096)(common_words(self.known_zipf))
 
     def read(self, question: object, provider: object = None, language: object = None,
              topic: object = None) -> Understood:
@@ -90,5 +94,5 @@ class Reader:
         if not LATIN.search(text):
             return bool(re.sub(r"\s", "", text))  # "？？？", emoji, digits alone; "" is a bare provider name
         found = [re.sub(r"[\s&]", "", m.group()) for m in ASCII_WORD.finditer(normalise(text))]
-        return not any(w in self.known_words or w in self.follow_up_words or self.common_english(w)
+        return not any(w in self.known_words or w in self.follow_up_words or _english_zipf(w) >= self.known_zipf
                        for w in found if not w.isdigit())

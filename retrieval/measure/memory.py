@@ -234,14 +234,16 @@ class MemoryBench:
 
 
 def server_memory(say: Say = print, page: bool = True) -> MemoryBench:
-    """Both servers with the defaults, the API with the replicas' settings too, and the loading steps."""
+    """Both servers with the defaults and with the replicas' settings, and the loading steps."""
     requests = dev_questions()
     servers, notes = [], []
     runs: list[tuple[str, Callable[[], ServerMemory]]] = [
         ("API", lambda: api_memory(requests, say=say)),
         ("API (replica)", lambda: api_memory(requests, env=REPLICA_ENV, settings="replica settings", say=say))]
     if page:
-        runs.insert(0, ("page", lambda: page_memory(requests, say=say)))
+        runs[:0] = [("page", lambda: page_memory(requests, say=say)),
+                    ("page (replica)", lambda: page_memory(requests, env=REPLICA_ENV, settings="replica settings",
+                                                           say=say))]
     for name, run in runs:
         try:
             servers.append(run())

@@ -9,7 +9,7 @@ from pathlib import Path
 from retrieval.build.index import load_or_build
 from retrieval.knowledge import load_knowledge
 from retrieval.serving.assistant import Assistant
-from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError, SentenceTransformerEmbedder
+from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError
 from retrieval.settings import DEFAULT_MODEL, Settings
 
 Progress = Callable[[str], None]
@@ -32,11 +32,24 @@ def prepare_model(settings: Settings, progress: Progress | None = None) -> str:
     return str(path)
 
 
+def open_embedder(path: str, name: str | None = None, backend: str = "openvino",
+                  progress: Progress | None = None) -> Embedder:
+    """The sentence-transformers model at `path` on one of the backends (`openvino`, `torch`)."""
+    if backend == "openvino":
+        from retrieval.build.openvino_export import load_openvino
+
+        return load_openvino(Path(path), name, progress)
+    if backend == "torch":
+        from retrieval.serving.embedder.torch import TorchEmbedder
+
+        return TorchEmbedder(path, name)
+    raise ModelError(f"unknown backend {backend!r} (ASSISTANT_BACKEND): use one of torch, openvino")
+
+
 def make_embedder(settings: Settings, progress: Progress | None = None) -> Embedder:
     if settings.model == HashingEmbedder.name:
         return HashingEmbedder()
-    path = prepare_model(settings, progress)
-    return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend)
+    return open_embedder(prepare_model(settings, progress), settings.model, settings.backend, progress)
 
 
 def keep_word_cache_in(data_dir: Path) -> None:

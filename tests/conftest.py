@@ -11,10 +11,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from retrieval.build.index import build_index  # noqa: E402
-from retrieval.knowledge import load_knowledge  # noqa: E402
-from retrieval.serving.embedder import HashingEmbedder  # noqa: E402
-from retrieval.settings import ROOT, Settings  # noqa: E402
+from retrieval.build.index import build_index
+from retrieval.knowledge import load_knowledge
+from retrieval.serving.embedder import HashingEmbedder
+from retrieval.settings import ROOT, Settings
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
 

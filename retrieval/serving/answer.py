@@ -71,7 +71,6 @@ class Answer:
     lead: str = ""
     details: str = ""
     secrets: tuple[str, ...] = ()
-    from_general: bool = False
     has_steps: bool = False
 
     @property

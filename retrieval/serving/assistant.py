@@ -205,15 +205,13 @@ class Assistant:
         entry = self.kb.by_id[entry_id]
         chunk = self.chunks[(entry_id, lang)]
         markdown = render_chunk(self.kb, chunk, lang)
-        from_general = provider is not None and entry.provider == "general" and \
-            not self.kb.entries_for(provider, entry.topic)
-        if from_general:
+        if provider is not None and entry.provider == "general" and not self.kb.entries_for(provider, entry.topic):
             name = self.kb.providers[provider].name[lang]
             markdown = f"_{self.kb.message('from_general', lang, provider=name)}_\n\n{markdown}"
         hits = self._hits(offers, lang) if offers else self._entry_hit(entry_id, lang)
         return Answer(provider=provider or (entry.provider if entry.provider != "general" else None),
                       kind=Kind.ANSWER, markdown=markdown, hits=hits, entry_id=entry_id,
-                      related=self._related(entry_id, lang), from_general=from_general,
+                      related=self._related(entry_id, lang),
                       has_steps=bool(chunk.steps), topic=entry.topic, **base)
 
     def _entry_hit(self, entry_id: str, language: str) -> tuple[Hit, ...]:

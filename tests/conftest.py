@@ -19,14 +19,19 @@ from retrieval.settings import ROOT, Settings
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
 
 
-@pytest.fixture
-def kb_dir(tmp_path: Path) -> Path:
-    """A writable copy of the tiny knowledge base, with the real catalog and messages."""
-    target = tmp_path / "knowledge"
+def copy_tiny_kb(folder: Path) -> Path:
+    """A writable copy of the tiny knowledge base in `folder`, with the real catalog and messages."""
+    target = folder / "knowledge"
     shutil.copytree(FIXTURE_KB, target)
     for name in ("catalog.yaml", "messages.yaml", "out_of_scope.yaml", "conversation.yaml", "vocabulary.yaml"):
         shutil.copy(ROOT / "knowledge" / name, target / name)
     return target
+
+
+@pytest.fixture
+def kb_dir(tmp_path: Path) -> Path:
+    """A writable copy of the tiny knowledge base, with the real catalog and messages."""
+    return copy_tiny_kb(tmp_path)
 
 
 @pytest.fixture

@@ -55,8 +55,9 @@ def test_not_understood_names_provider_support(tiny_assistant):
 
 
 def test_secrets_masked_and_warned(tiny_assistant):
-    a = tiny_assistant.ask("GV怎么充值 我的卡 4111 1111 1111 1111")
-    assert "4111" not in a.question and a.secrets == ("card",) and a.notices
+    question = "GV怎么充值 我的卡 4111 1111 1111 1111"
+    a = tiny_assistant.ask(question)
+    assert "4111" not in a.question and tiny_assistant.understand(question).secrets == ("card",) and a.notices
 
 
 def test_long_question_cut_with_notice(tiny_assistant):

@@ -194,15 +194,12 @@ def labelled_only(outcomes: list[Outcome]) -> dict[str, float]:
 
 
 def decline_signals(assistant: Assistant, questions: list[DevQuestion]) -> list[tuple[DevQuestion, DeclineSignals]]:
-    """What the decline decision saw for each question that reaches it (the same reading `Assistant.ask`
-    makes); empty questions, gibberish, small talk and follow-ups are answered before it."""
+    """What the decline decision saw for each question that reaches it: `Assistant.before_deciding`, the
+    path `ask` takes, answers empty questions, gibberish, small talk and follow-ups before it."""
     out = []
     for q in questions:
-        u = assistant.understand(q.q, provider=q.context)
-        if not u.text or u.gibberish or (u.follow_up and u.topic):
-            continue
-        reading = assistant.read(u)
-        if assistant.small_talk_intent(u, reading.ranking) is None:
+        early, reading = assistant.before_deciding(assistant.understand(q.q, provider=q.context))
+        if early is None and reading is not None:
             out.append((q, reading.signals))
     return out
 

@@ -70,7 +70,6 @@ class Answer:
     # general advice below them; `markdown` holds both, for the command line.
     lead: str = ""
     details: str = ""
-    secrets: tuple[str, ...] = ()
     has_steps: bool = False
 
     @property

@@ -309,6 +309,10 @@ def test_details(test: list[Outcome]) -> str:
 def cmd_eval(args, settings: Settings, out: TextIO) -> int:
     from retrieval.loading import load_assistant, make_embedder
 
+    as_json = getattr(args, "json", False)
+    if as_json and getattr(args, "ablation", False):
+        print("error: --ablation prints a table; it has no --json", file=sys.stderr)
+        return 2
     dev_paths = [Path(p) for p in args.set] if args.set else list(DEV_SETS)
     dev_sets = {path.name: load_dev_set(path) for path in dev_paths}
     questions = [q for qs in dev_sets.values() for q in qs]
@@ -322,8 +326,8 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
         print("## Ablation (one part taken away at a time; decline rule recalibrated on dev for each)\n\n"
               + table, file=out)
         return 0
-    if getattr(args, "calibrate", False):
-        assistant.decision = calibrate(assistant, questions, out)
+    if getattr(args, "calibrate", False):  # its weights go with the report, or beside the JSON on stderr
+        assistant.decision = calibrate(assistant, questions, sys.stderr if as_json else out)
     baselines = []
     if not args.no_baselines:
         from retrieval.measure.baselines import build_baselines
@@ -333,9 +337,13 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
     table, summary = side_by_side(dev_outcomes, test_outcomes)
     everything = [o for outcomes in dev_outcomes.values() for o in outcomes]
     text, results = report(assistant, questions, everything, baselines, args.worst)
-    print("## Development and test sets\n\n" + table + "\n\n" + text, file=out)
-    if test_outcomes is not None:
-        print("\n" + test_details(test_outcomes), file=out)
+    numbers = {**results, **summary}
+    if as_json:  # as `check --json`: one JSON object on standard output, instead of the Markdown
+        print(json.dumps(numbers, ensure_ascii=False), file=out)
+    else:
+        print("## Development and test sets\n\n" + table + "\n\n" + text, file=out)
+        if test_outcomes is not None:
+            print("\n" + test_details(test_outcomes), file=out)
     if args.save:
-        Path(args.save).write_text(json.dumps({**results, **summary}, indent=2), encoding="utf-8")
+        Path(args.save).write_text(json.dumps(numbers, indent=2), encoding="utf-8")
     return 0

@@ -12,6 +12,7 @@ from retrieval.measure.bench import (
     cluster_centres,
     clustered_vectors,
     exact_crossover,
+    hostile_pastes,
     index_memory_bytes,
     measure_index,
     percentiles,
@@ -127,3 +128,9 @@ def test_report_without_index_rows_or_throughput():
     text = render_markdown(r)
     assert "Index scaling" not in text and "Throughput" not in text
     assert text.count("| this assistant |") == 1
+
+
+def test_hostile_pastes_are_distinct_pastes_of_the_asked_length(tiny_assistant):
+    pastes = hostile_pastes(1_000)
+    assert len(set(pastes)) == len(pastes) == 24 and {len(p) for p in pastes} == {1_001}
+    assert all(tiny_assistant.ask(p).question for p in pastes)  # the bench times what the assistant answers

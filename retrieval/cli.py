@@ -293,6 +293,12 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO 
             return cmd_prepare(args, settings, out)
         if args.command == "serve":
             return cmd_serve(args, settings, out)
+        if args.command == "eval" and args.ablation:
+            if args.json:
+                print("error: --ablation prints a table; it has no --json", file=sys.stderr)
+                return 2
+            from retrieval.measure.ablation import cmd_ablation
+            return cmd_ablation(args, settings, out)
         if args.command == "eval":
             from retrieval.measure.evaluate import cmd_eval
             return cmd_eval(args, settings, out)

@@ -306,26 +306,23 @@ def test_details(test: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def cmd_eval(args, settings: Settings, out: TextIO) -> int:
+def load_for_eval(args, settings: Settings) -> tuple[dict[str, list[DevQuestion]], list[DevQuestion] | None,
+                                                     Assistant]:
+    """What `eval` scores: the development sets by file name, the frozen test set (None with --no-test),
+    and the assistant as it ships, its embeddings cached across runs over the same questions."""
     from retrieval.loading import load_assistant, make_embedder
 
-    as_json = getattr(args, "json", False)
-    if as_json and getattr(args, "ablation", False):
-        print("error: --ablation prints a table; it has no --json", file=sys.stderr)
-        return 2
     dev_paths = [Path(p) for p in args.set] if args.set else list(DEV_SETS)
     dev_sets = {path.name: load_dev_set(path) for path in dev_paths}
-    questions = [q for qs in dev_sets.values() for q in qs]
     test_path = Path(args.test) if args.test else TEST_SET
     test = None if args.no_test or not test_path.exists() else load_dev_set(test_path)
-    embedder = CachingEmbedder(make_embedder(settings))
-    assistant = load_assistant(settings, embedder=embedder)
-    if getattr(args, "ablation", False):
-        from retrieval.measure.ablation import ablation
-        table = ablation(assistant, questions, test, out=sys.stderr, say=lambda m: print(m, file=sys.stderr))
-        print("## Ablation (one part taken away at a time; decline rule recalibrated on dev for each)\n\n"
-              + table, file=out)
-        return 0
+    return dev_sets, test, load_assistant(settings, embedder=CachingEmbedder(make_embedder(settings)))
+
+
+def cmd_eval(args, settings: Settings, out: TextIO) -> int:
+    as_json = getattr(args, "json", False)
+    dev_sets, test, assistant = load_for_eval(args, settings)
+    questions = [q for qs in dev_sets.values() for q in qs]
     if getattr(args, "calibrate", False):  # its weights go with the report, or beside the JSON on stderr
         assistant.decision = calibrate(assistant, questions, sys.stderr if as_json else out)
     baselines = []

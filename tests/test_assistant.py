@@ -1,6 +1,8 @@
 """The assistant's decisions on a tiny knowledge base with a deterministic embedder."""
 
-from retrieval.serving.answer import Kind
+import pytest
+
+from retrieval.serving.answer import UNANSWERED, Kind
 
 
 def test_answers_from_named_provider(tiny_assistant):
@@ -75,3 +77,18 @@ def test_contract_json(tiny_assistant):
     assert {"question", "language", "provider", "answered", "hits", "answer"} <= set(j)
     assert len(j["hits"]) >= 3
     assert set(j["hits"][0]) >= {"chunk_id", "provider", "topic", "score", "title", "text"}
+
+
+@pytest.mark.parametrize("question, provider", [
+    ("GV怎么充值", None), ("gv top up", None), ("how do i top up", None), ("how do i add credit", "tello"),
+    ("my card was declined", "tello"), ("what's the weather tomorrow", None), ("hi", None), ("", None),
+    ("asdfgh", None), ("那 Tello 呢", "google_voice")])
+def test_hits_come_in_the_order_of_their_score_and_answered_follows_kind(tiny_assistant, question, provider):
+    """One meaning per word (issue 14): `score` is what ranks, so `ask --jsonl` prints it best first; the
+    cosine is `similarity`; `answered` is the kind's, the same everywhere."""
+    a = tiny_assistant.ask(question, provider=provider)
+    scores = [h["score"] for h in a.to_json()["hits"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert a.answered is (a.kind not in UNANSWERED) and a.to_json()["answered"] is a.answered
+    assert a.to_json()["kind"] == a.kind.value

@@ -231,3 +231,11 @@ def test_unknown_key_names_the_allowed_keys(kb_dir):
     edit(kb_dir / "google_voice.yaml", lambda d: d["entries"][0]["links"][0].update(href="x"))
     assert any(e.startswith("google_voice.yaml: gv-topup: links[0].href: unknown key (allowed: title, url)")
                for e in errors_for(kb_dir))
+
+
+def test_short_name_drops_the_bracketed_explanation():
+    kb = load_knowledge(ROOT / "knowledge")
+    assert kb.providers["tello"].short_name("zh") == "Tello"
+    assert kb.providers["att_prepaid"].short_name("zh") == "AT&T Prepaid"
+    assert kb.providers["ringcentral"].short_name("en") == "RingCentral"
+    assert kb.providers["us_mobile"].short_name("zh") == "US Mobile"

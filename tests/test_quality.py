@@ -80,3 +80,9 @@ def test_provider_recognised_in_any_spelling(real_assistant, question, provider)
 def test_skype_top_up_says_retired(real_assistant):
     a = real_assistant.ask("skype怎么充值")
     assert a.provider == "skype" and ("2025" in a.markdown) and a.hits[0].topic in ("topup_steps", "service_status")
+
+
+def test_general_advice_note_names_the_provider_without_nested_brackets(real_assistant):
+    a = real_assistant.ask("Tello 充值多久到账")
+    assert a.kind is Kind.ANSWER and a.markdown.startswith("_（Tello 没有这方面的专门说明")
+    assert "（Tello（" not in a.markdown

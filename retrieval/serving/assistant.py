@@ -232,8 +232,10 @@ class Assistant:
         entry = self.kb.by_id[entry_id]
         chunk = self.chunks[(entry_id, lang)]
         markdown = render_chunk(self.kb, chunk, lang)
-        if provider is not None and entry.provider == "general" and not self.kb.entries_for(provider, entry.topic):
-            name = self.kb.providers[provider].name[lang]
+        from_general = provider is not None and entry.provider == "general" and \
+            not self.kb.entries_for(provider, entry.topic)
+        if from_general:
+            name = self.kb.providers[provider].short_name(lang)
             markdown = f"_{self.kb.message('from_general', lang, provider=name)}_\n\n{markdown}"
         hits = self._hits(offers, lang) if offers else self._entry_hit(entry_id, lang)
         return echo.answer(provider=provider or (entry.provider if entry.provider != "general" else None),

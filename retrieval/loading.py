@@ -9,6 +9,7 @@ from pathlib import Path
 from retrieval.build.index import load_or_build
 from retrieval.knowledge import load_knowledge
 from retrieval.serving.assistant import Assistant
+from retrieval.serving.compact import compact_jieba, release_freed_memory
 from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError
 from retrieval.settings import DEFAULT_MODEL, Settings
 
@@ -33,12 +34,13 @@ def prepare_model(settings: Settings, progress: Progress | None = None) -> str:
 
 
 def open_embedder(path: str, name: str | None = None, backend: str = "openvino",
-                  progress: Progress | None = None) -> Embedder:
-    """The sentence-transformers model at `path` on one of the backends (`openvino`, `torch`)."""
+                  progress: Progress | None = None, busy_model: bool = True) -> Embedder:
+    """The sentence-transformers model at `path` on one of the backends (`openvino`, `torch`); `busy_model`
+    (OpenVINO only) compiles a second model for questions that overlap (Settings.busy_model)."""
     if backend == "openvino":
         from retrieval.build.openvino_export import load_openvino
 
-        return load_openvino(Path(path), name, progress)
+        return load_openvino(Path(path), name, progress, busy_model=busy_model)
     if backend == "torch":
         from retrieval.serving.embedder.torch import TorchEmbedder
 
@@ -49,7 +51,8 @@ def open_embedder(path: str, name: str | None = None, backend: str = "openvino",
 def make_embedder(settings: Settings, progress: Progress | None = None) -> Embedder:
     if settings.model == HashingEmbedder.name:
         return HashingEmbedder()
-    return open_embedder(prepare_model(settings, progress), settings.model, settings.backend, progress)
+    return open_embedder(prepare_model(settings, progress), settings.model, settings.backend, progress,
+                         busy_model=settings.busy_model)
 
 
 def keep_word_cache_in(data_dir: Path) -> None:
@@ -67,7 +70,10 @@ def load_assistant(settings: Settings | None = None, progress: Progress | None =
     """Knowledge, model and index, checked and ready: the expensive object, built once per process."""
     settings = settings or Settings.from_env()
     keep_word_cache_in(settings.data_dir)
+    compact_jieba()  # jieba's dictionary in arrays, not a dict of half a million strings (retrieval/serving/compact.py)
     kb = load_knowledge(settings.knowledge_dir)  # before the model: a broken knowledge base fails fast
     embedder = embedder or make_embedder(settings, progress)
     index = load_or_build(kb, embedder, settings.index_dir, progress)
-    return Assistant(kb, index, embedder, max_question_chars=settings.max_question_chars)
+    assistant = Assistant(kb, index, embedder, max_question_chars=settings.max_question_chars)
+    release_freed_memory()  # what loading freed (parsed files, the model's compilation) leaves the process
+    return assistant

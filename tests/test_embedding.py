@@ -32,7 +32,7 @@ from retrieval.serving.embedder.openvino import (
     import_openvino,
 )
 from retrieval.serving.embedder.torch import TorchEmbedder
-from retrieval.settings import ROOT
+from retrieval.settings import ROOT, Settings
 
 
 def test_unknown_backend_is_refused_with_the_choices():
@@ -229,3 +229,28 @@ def test_a_damaged_export_is_made_again(model_path, openvino, tmp_path):
     assert not (tmp_path / EXPORT_DIR / "openvino_model.bin").is_symlink()
     texts = ["GV怎么充值", "how do I top up Google Voice?"]
     assert ((again.embed_queries(texts) * openvino.embed_queries(texts)).sum(axis=1) >= 0.9999).all()
+
+
+@pytest.mark.model
+def test_without_the_busy_model_overlapping_questions_share_one_model_and_get_the_same_vectors(model_path, openvino):
+    """ASSISTANT_BUSY_MODEL=0 (what replicas run): a question arriving while another is embedded runs on the
+    one compiled model; no second one is compiled."""
+    assert Settings.from_env({"ASSISTANT_BUSY_MODEL": "0"}).busy_model is False
+    assert Settings.from_env({}).busy_model is True
+    single = open_embedder(model_path, backend="openvino", busy_model=False)
+    texts = ["GV怎么充值", "how do I renew Mint", "卡被拒了怎么办", "Tello PAYG 会过期吗"]
+    results: dict[int, np.ndarray] = {}
+
+    def work(n: int) -> None:
+        results[n] = np.vstack([single.embed_queries([t]) for t in texts])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(3)]
+    with single.requests.request() as held:  # a question under way for the whole run
+        assert hint(held) == "LATENCY"
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not single.requests.busy_compiled and len(results) == 3
+    for vectors in results.values():
+        assert ((vectors * openvino.embed_queries(texts)).sum(axis=1) >= 0.9999).all()

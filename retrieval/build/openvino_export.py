@@ -31,7 +31,8 @@ EXPORT_SOURCE = "source.json"  # which weights the export was made from, and its
 Progress = Callable[[str], None]
 
 
-def load_openvino(path: Path, name: str | None = None, progress: Progress | None = None) -> OpenVINOEmbedder:
+def load_openvino(path: Path, name: str | None = None, progress: Progress | None = None,
+                  busy_model: bool = True) -> OpenVINOEmbedder:
     """The model at `path` on the OpenVINO backend, exported first when no current export is saved beside it."""
     path = Path(path)
     with loading(path, OpenVINOEmbedder.backend):
@@ -42,7 +43,8 @@ def load_openvino(path: Path, name: str | None = None, progress: Progress | None
         inputs = exported_inputs(export_dir, source)
         if inputs:
             try:
-                return OpenVINOEmbedder(path, Export(tuple(inputs), file=export_dir / EXPORT_FILE), name)
+                return OpenVINOEmbedder(path, Export(tuple(inputs), file=export_dir / EXPORT_FILE), name,
+                                        busy_model=busy_model)
             except ExportUnreadable:
                 pass  # a damaged export: make it again
         if progress:
@@ -50,7 +52,7 @@ def load_openvino(path: Path, name: str | None = None, progress: Progress | None
         model, inputs = export_transformer(path)
         saved = save_export(ov, model, export_dir, source, inputs)
         export = Export(tuple(inputs), file=saved) if saved else Export(tuple(inputs), model=model)
-        return OpenVINOEmbedder(path, export, name)
+        return OpenVINOEmbedder(path, export, name, busy_model=busy_model)
 
 
 def export_source(path: Path, openvino_version: str) -> dict:

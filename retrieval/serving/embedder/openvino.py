@@ -158,26 +158,31 @@ class OpenVINOEmbedder:
 
     backend = "openvino"
 
-    def __init__(self, path: Path, export: Export, name: str | None = None, batch_size: int = 32):
+    def __init__(self, path: Path, export: Export, name: str | None = None, batch_size: int = 32,
+                 busy_model: bool = True):
+        """`busy_model=False` (what replicas behind a proxy run, docs/deploy.md): overlapping questions share
+        the one compiled model instead of a second one (about 90 MiB)."""
         path = Path(path)
         self.name = name or str(path)
         self.batch_size = batch_size
         self.inputs = export.inputs
         with loading(path, self.backend):
             layout = Layout.read(path)
-            ov = import_openvino()
+            core = import_openvino().Core()
             try:
-                quiet = ov.Core().compile_model(str(export.file) if export.file else export.model, "CPU", LATENCY)
+                # Read once: the busy model is compiled from this same model, so the weights file is mapped
+                # once (a second read maps it again, and every page the two touch counts twice in memory).
+                model = core.read_model(str(export.file)) if export.file else export.model
+                quiet = core.compile_model(model, "CPU", LATENCY)
             except RuntimeError as exc:
                 if export.file is None:
                     raise
                 raise ExportUnreadable(f"{export.file}: {exc}") from exc
-            file = export.file
 
-            def compile_busy() -> Any:  # from the saved file only: a second copy of a model in memory costs more
-                return ov.Core().compile_model(str(file), "CPU", THROUGHPUT) if file and file.is_file() else None
+            def compile_busy() -> Any:  # from the saved file only: a second copy of a traced model costs more
+                return core.compile_model(model, "CPU", THROUGHPUT) if export.file else None
 
-            self.requests = InferRequests(quiet, compile_busy)
+            self.requests = InferRequests(quiet, compile_busy if busy_model else None)
             self.dim = int(quiet.output(0).get_partial_shape()[2].get_length())
             self.prompts = layout.prompts
             self._tokenizer = _tokenizer(path, layout)

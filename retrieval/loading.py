@@ -11,13 +11,7 @@ from retrieval.build.index import load_or_build
 from retrieval.knowledge import load_knowledge
 from retrieval.serving.assistant import Assistant
 from retrieval.serving.compact import compact_jieba, release_freed_memory
-from retrieval.serving.embedder import (
-    Embedder,
-    HashingEmbedder,
-    ModelError,
-    ModelLoadError,
-    SentenceTransformerEmbedder,
-)
+from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError, ModelLoadError
 from retrieval.settings import DEFAULT_MODEL, Settings
 
 Progress = Callable[[str], None]
@@ -47,6 +41,21 @@ def prepare_model(settings: Settings, progress: Progress | None = None, damage: 
     return str(path)
 
 
+def open_embedder(path: str, name: str | None = None, backend: str = "openvino",
+                  progress: Progress | None = None, busy_model: bool = True) -> Embedder:
+    """The sentence-transformers model at `path` on one of the backends (`openvino`, `torch`); `busy_model`
+    (OpenVINO only) compiles a second model for questions that overlap (Settings.busy_model)."""
+    if backend == "openvino":
+        from retrieval.build.openvino_export import load_openvino
+
+        return load_openvino(Path(path), name, progress, busy_model=busy_model)
+    if backend == "torch":
+        from retrieval.serving.embedder.torch import TorchEmbedder
+
+        return TorchEmbedder(path, name)
+    raise ModelError(f"unknown backend {backend!r} (ASSISTANT_BACKEND): use one of torch, openvino")
+
+
 def make_embedder(settings: Settings, progress: Progress | None = None) -> Embedder:
     """The configured embedder. The converted e5 model that cannot be loaded is converted again, once; a
     model of the user's own that cannot be loaded is theirs to replace, and the error says how."""
@@ -54,8 +63,7 @@ def make_embedder(settings: Settings, progress: Progress | None = None) -> Embed
         return HashingEmbedder()
     path = prepare_model(settings, progress)
     try:
-        return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend,
-                                           busy_model=settings.busy_model)
+        return open_embedder(path, settings.model, settings.backend, progress, busy_model=settings.busy_model)
     except ModelLoadError as exc:
         if settings.model != DEFAULT_MODEL:
             if Path(path).is_dir():
@@ -68,8 +76,7 @@ def make_embedder(settings: Settings, progress: Progress | None = None) -> Embed
             raise
         failure = exc
     prepare_model(settings, progress, damage=f"damaged: it could not be loaded ({failure})")
-    return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend,
-                                       busy_model=settings.busy_model)
+    return open_embedder(path, settings.model, settings.backend, progress, busy_model=settings.busy_model)
 
 
 def keep_word_cache_in(data_dir: Path) -> None:

@@ -166,7 +166,7 @@ def test_what_is_shown_and_what_is_stored_are_masked_alike(tiny_assistant, tmp_p
     answer = tiny_assistant.ask(typed)
     assert answer.question == mask_secrets(typed).text
     assert "hunter2" not in answer.question and "482913" not in answer.question and "１１１１" not in answer.question
-    assert set(answer.secrets) == {"card", "password", "verification_code"} and answer.notices
+    assert set(mask_secrets(typed).found) == {"card", "password", "verification_code"} and answer.notices
     path = tmp_path / "fb.sqlite3"
     store = FeedbackStore(path)
     store.log_interaction(session_id="s", question=typed, language="zh", provider=None, kind="answer",

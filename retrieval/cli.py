@@ -265,6 +265,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-test", action="store_true", help="score the development sets only")
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--worst", type=int, default=15)
+    ev.add_argument("--json", action="store_true",
+                    help="print the numbers as one JSON object instead of the report (as check --json)")
     ev.add_argument("--save", default=None, metavar="PATH", help="also write the numbers to this JSON file")
     ev.add_argument("--calibrate", action="store_true",
                     help="fit the decline rule on the development sets first (prints its weights)")
@@ -293,6 +295,12 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO 
             return cmd_prepare(args, settings, out)
         if args.command == "serve":
             return cmd_serve(args, settings, out)
+        if args.command == "eval" and args.ablation:
+            if args.json:
+                print("error: --ablation prints a table; it has no --json", file=sys.stderr)
+                return 2
+            from retrieval.measure.ablation import cmd_ablation
+            return cmd_ablation(args, settings, out)
         if args.command == "eval":
             from retrieval.measure.evaluate import cmd_eval
             return cmd_eval(args, settings, out)

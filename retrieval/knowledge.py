@@ -76,8 +76,6 @@ class Topic:
 class Provider:
     id: str
     name: dict[str, str]
-    kind: str
-    status: str
     aliases: tuple[str, ...]
     support_url: str
     domains: tuple[str, ...] = ()  # the provider's own web domains: a source elsewhere is not its own word
@@ -90,7 +88,6 @@ class Provider:
     def owns(self, url: str) -> bool:
         host = (urlparse(url).hostname or "").lower()
         return any(host == d or host.endswith("." + d) for d in self.domains)
-
 
 
 @dataclass(frozen=True)
@@ -329,9 +326,8 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
     errors += _cross_file_errors(files, complete=len(files) == len(provider_files))
     if errors:
         raise KnowledgeError(errors)
-    providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.kind,
-                                         f.provider.status, f.provider.aliases, f.provider.support_url,
-                                         f.provider.domains) for f in files.values()}
+    providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.aliases,
+                                         f.provider.support_url, f.provider.domains) for f in files.values()}
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
                          topics=topics, messages=messages, off_topic=off_topic,
                          entries=tuple(_entry(e, f.provider.id, name) for name, f in files.items() for e in f.entries),

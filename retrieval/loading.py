@@ -10,7 +10,7 @@ from retrieval.build.index import load_or_build
 from retrieval.knowledge import load_knowledge
 from retrieval.serving.assistant import Assistant
 from retrieval.serving.compact import compact_jieba, release_freed_memory
-from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError, SentenceTransformerEmbedder
+from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError
 from retrieval.settings import DEFAULT_MODEL, Settings
 
 Progress = Callable[[str], None]
@@ -33,12 +33,26 @@ def prepare_model(settings: Settings, progress: Progress | None = None) -> str:
     return str(path)
 
 
+def open_embedder(path: str, name: str | None = None, backend: str = "openvino",
+                  progress: Progress | None = None, busy_model: bool = True) -> Embedder:
+    """The sentence-transformers model at `path` on one of the backends (`openvino`, `torch`); `busy_model`
+    (OpenVINO only) compiles a second model for questions that overlap (Settings.busy_model)."""
+    if backend == "openvino":
+        from retrieval.build.openvino_export import load_openvino
+
+        return load_openvino(Path(path), name, progress, busy_model=busy_model)
+    if backend == "torch":
+        from retrieval.serving.embedder.torch import TorchEmbedder
+
+        return TorchEmbedder(path, name)
+    raise ModelError(f"unknown backend {backend!r} (ASSISTANT_BACKEND): use one of torch, openvino")
+
+
 def make_embedder(settings: Settings, progress: Progress | None = None) -> Embedder:
     if settings.model == HashingEmbedder.name:
         return HashingEmbedder()
-    path = prepare_model(settings, progress)
-    return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend,
-                                       busy_model=settings.busy_model)
+    return open_embedder(prepare_model(settings, progress), settings.model, settings.backend, progress,
+                         busy_model=settings.busy_model)
 
 
 def keep_word_cache_in(data_dir: Path) -> None:

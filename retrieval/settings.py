@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +69,3 @@ class Settings:
             operator_password=env.get("ASSISTANT_OPERATOR_PASSWORD", ""),
             max_question_chars=int(env.get("ASSISTANT_MAX_QUESTION_CHARS", base.max_question_chars)),
         )
-
-    def with_(self, **changes) -> Settings:
-        return replace(self, **changes)

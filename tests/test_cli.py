@@ -265,3 +265,25 @@ def test_real_ask_jsonl_loads_model_once():
     assert gv["provider"] == "google_voice" and gv["hits"][0]["topic"] == "topup_steps"
     assert mint["provider"] == "mint_mobile"
     assert weather["answered"] is False
+
+
+def test_eval_json_prints_one_object_as_check_json_does(env, tmp_path):
+    """`--json` means the same on both commands: the numbers as one JSON object on standard output."""
+    questions = tmp_path / "dev.yaml"
+    questions.write_text(
+        "questions:\n"
+        "  - {q: GV怎么充值, lang: zh, kind: plain, expect: [google_voice/topup_steps]}\n"
+        "  - {q: google voice maximum balance, lang: en, kind: plain, expect: [google_voice/amount]}\n"
+        "  - {q: how do i cook rice, lang: en, kind: out_of_scope, expect: out_of_scope}\n", encoding="utf-8")
+    saved = tmp_path / "numbers.json"
+    args = ["eval", "--set", str(questions), "--no-test", "--no-baselines", "--save", str(saved)]
+    result = run([*args, "--json"], env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(result.stdout)  # the whole of standard output: no Markdown around it
+    assert numbers == json.loads(saved.read_text(encoding="utf-8"))
+    assert {"overall", "dev", "dev_sets"} <= set(numbers) and "test" not in numbers
+    assert numbers["dev_sets"]["dev.yaml"] == numbers["dev"]
+    markdown = run(args, env, timeout=300)
+    assert markdown.returncode == 0 and markdown.stdout.startswith("## Development and test sets")
+    refused = run(["eval", "--json", "--ablation"], env)
+    assert refused.returncode == 2 and "--ablation" in refused.stderr

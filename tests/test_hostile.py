@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -37,10 +38,12 @@ from retrieval.serving.understand import SCAN_FACTOR
 from retrieval.settings import ROOT
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
-# Per call, even for 100k characters: ~0.3 s on an idle machine, room for a loaded 2-core one;
-# a backtracking regex takes 17 s and more.
-BUDGET_S = 5.0
+# A hang guard, not a speed budget (the bench times hostile pastes: `python -m retrieval bench`). The slow
+# paths these tests catch grow with the square of the input: a backtracking regex took 17 s on 100k
+# characters, so minutes on REDOS_LONG, where the linear code takes ~0.2 s even on a loaded 2-core machine.
+HANG_S = 60.0
 LONG = 100_000
+REDOS_LONG = 4 * LONG
 
 
 def hostile(**options) -> settings:
@@ -135,7 +138,7 @@ def assistant(tmp_path_factory) -> Assistant:
 
 
 def ask(assistant: Assistant, question, provider=None, language=None):
-    with within(BUDGET_S, f"ask({str(question)[:60]!r}..., {len(str(question))} chars)"):
+    with within(HANG_S, f"ask({str(question)[:60]!r}..., {len(str(question))} chars)"):
         return assistant.ask(question, provider=provider, language=language)
 
 
@@ -184,7 +187,7 @@ def test_any_text_gets_a_well_formed_answer(assistant, typed):
 def test_a_card_next_to_other_numbers_is_still_masked(assistant, typed, cards):
     question = f"GV怎么充值 {typed}"
     answer = ask(assistant, question)
-    assert "card" in answer.secrets
+    assert "card" in assistant.understand(question).secrets
     check(assistant, question, answer, cards)
 
 
@@ -219,10 +222,15 @@ def test_empty_or_whitespace_only_is_an_empty_answer(assistant, question, provid
 @example(head="cvv", filler="\u3000", tail="")
 @example(head="验证码", filler="\n", tail="482913")
 @example(head="GV怎么充值", filler="1 ", tail="")
-def test_a_100k_character_question_is_answered_in_bounded_time(assistant, head, filler, tail):
+def test_a_100k_character_question_is_answered_from_its_first_characters_only(assistant, head, filler, tail):
+    """Bounded work, as behaviour: nothing past the first SCAN_FACTOR x max_chars characters changes the
+    answer, but for the notice that the question was cut."""
     body = (filler * (LONG // len(filler) + 1))[:max(0, LONG - len(head) - len(tail))]
     question = head + body + tail
-    check(assistant, question, ask(assistant, question))
+    answer = ask(assistant, question)
+    check(assistant, question, answer)
+    scanned = ask(assistant, question[: assistant.max_chars * SCAN_FACTOR])
+    assert dataclasses.replace(answer, notices=()) == dataclasses.replace(scanned, notices=())
 
 
 @hostile(max_examples=120)
@@ -258,9 +266,9 @@ def test_escaped_markdown_unescapes_to_the_input(text):
     assert len(escaped) == len(text) + len(MARKDOWN_SPECIAL.findall(text))
 
 
-def test_escaping_a_large_text_is_fast():
-    text = "".join(MARKUP) * (LONG // len("".join(MARKUP)))
-    with within(BUDGET_S, "escape_markdown"):
+def test_escaping_a_large_text_is_linear():
+    text = "".join(MARKUP) * (REDOS_LONG // len("".join(MARKUP)))
+    with within(HANG_S, "escape_markdown"):
         assert visible(escape_markdown(text)).count("<") == 0
 
 
@@ -296,9 +304,9 @@ def test_masking_keeps_length_and_every_non_digit(text):
 
 @pytest.mark.parametrize("keyword, gap", [("pin", " "), ("PIN code", "\t"), ("cvv", "\u3000"), ("code", " "),
                                           ("验证码", "\n"), ("security code", " "), ("G-", " "), ("4111", " ")])
-def test_masking_a_keyword_followed_by_much_whitespace_is_fast(keyword, gap):
-    with within(BUDGET_S, f"mask_secrets({keyword!r} + {LONG} x {gap!r})"):
-        mask_secrets(keyword + gap * LONG + "x")
+def test_masking_a_keyword_followed_by_much_whitespace_is_linear(keyword, gap):
+    with within(HANG_S, f"mask_secrets({keyword!r} + {REDOS_LONG} x {gap!r})"):
+        mask_secrets(keyword + gap * REDOS_LONG + "x")
 
 
 # -- broken knowledge files ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from retrieval.knowledge import KnowledgeBase
 from retrieval.serving.chunks import Key, KeyKind, make_chunks, make_keys
 from retrieval.serving.classifier import Classifiers
 from retrieval.serving.embedder import Embedder
-from retrieval.serving.index import (  # noqa: F401  (CURRENT, load_index: re-exported for callers)
+from retrieval.serving.index import (
     BUILDING,
     CURRENT,
     FILES,

@@ -94,7 +94,7 @@ def load_assistant(settings: Settings | None = None, progress: Progress | None =
     """Knowledge, model and index, checked and ready: the expensive object, built once per process."""
     settings = settings or Settings.from_env()
     keep_word_cache_in(settings.data_dir)
-    compact_jieba()  # jieba's dictionary in arrays, not a dict of half a million strings (retrieval/serving/compact.py)
+    compact_jieba()  # jieba's dictionary in a trie, not a dict of half a million strings (retrieval/serving/compact.py)
     kb = load_knowledge(settings.knowledge_dir)  # before the model: a broken knowledge base fails fast
     embedder = embedder or make_embedder(settings, progress)
     index = load_or_build(kb, embedder, settings.index_dir, progress)

@@ -25,7 +25,7 @@ from retrieval.api.request import (
 from retrieval.knowledge import LANGUAGES, KnowledgeError, load_knowledge, older_than_years, parse_source
 from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
-from retrieval.settings import Settings
+from retrieval.settings import Settings, SettingsError
 
 
 def _progress(message: str) -> None:
@@ -213,6 +213,9 @@ def cmd_prepare(args, settings: Settings, out: TextIO) -> int:
     from retrieval.loading import load_assistant
 
     assistant = load_assistant(settings, progress=_progress)
+    if assistant.index.unsaved:  # preparing is saving: the page and `ask` would each build it again
+        print("error: the index was built but could not be saved (said above)", file=sys.stderr)
+        return 1
     m = assistant.index.manifest
     print(f"ready: {len(assistant.kb.entries)} entries, {m.keys} vectors, model {m.model} ({m.dim} dims)", file=out)
     return 0
@@ -285,7 +288,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO = sys.stdin) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "check":
             return cmd_check(args, settings, out)

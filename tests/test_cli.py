@@ -184,6 +184,19 @@ def test_serve_refuses_a_port_that_is_not_one(port, capsys):
     assert exit_info.value.code == 2 and "port number from 1 to 65535" in capsys.readouterr().err
 
 
+def test_a_data_folder_that_cannot_be_written_answers_but_prepare_fails(env, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {**env, "ASSISTANT_DATA_DIR": str(blocker)}
+    asked = run(["ask", "gv", "top", "up"], env)
+    assert asked.returncode == 0 and "**Add Google Voice credit**" in asked.stdout  # from the index in memory
+    assert asked.stderr.count("from memory") == 1 and "previous index" not in asked.stderr
+    prepared = run(["prepare"], env)
+    assert prepared.returncode == 1 and "could not be saved" in prepared.stderr  # preparing is saving
+    # (jieba logs its own traceback when it cannot write its cache there; none may come from ours)
+    assert f'File "{ROOT / "retrieval"}' not in prepared.stderr + asked.stderr
+
+
 def test_check_json_ok_on_fixture_shape(env):
     result = run(["check", "--json"], env)
     report = json.loads(result.stdout)

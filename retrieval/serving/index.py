@@ -120,6 +120,7 @@ class SearchIndex:
     keys: list[Key]
     chunks: list[Chunk]
     classifiers: Classifiers | None = None  # None for a knowledge base too small to fit them
+    unsaved: str | None = None  # why this index lives only in memory (its save failed), else None
 
 
 def _sha256(path: Path) -> str:

@@ -8,6 +8,6 @@
 `retrieval.loading.open_embedder` picks one by the ASSISTANT_BACKEND setting.
 """
 
-from retrieval.serving.embedder.base import Embedder, HashingEmbedder, ModelError
+from retrieval.serving.embedder.base import Embedder, HashingEmbedder, ModelError, ModelLoadError
 
-__all__ = ["Embedder", "HashingEmbedder", "ModelError"]
+__all__ = ["Embedder", "HashingEmbedder", "ModelError", "ModelLoadError"]

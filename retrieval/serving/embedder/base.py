@@ -25,6 +25,10 @@ class ModelError(Exception):
     """The embedding model could not be prepared or loaded."""
 
 
+class ModelLoadError(ModelError):
+    """The model's files were there but could not be read: damaged, cut short, or not a model."""
+
+
 @contextmanager
 def loading(path: object, backend: str) -> Iterator[None]:
     """The model libraries raise many kinds of exception; the user needs one message that names the model."""
@@ -33,7 +37,7 @@ def loading(path: object, backend: str) -> Iterator[None]:
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"cannot load the embedding model {str(path)!r} ({backend}): {exc}") from exc
+        raise ModelLoadError(f"cannot load the embedding model {str(path)!r} ({backend}): {exc}") from exc
 
 
 def no_vectors(dim: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -85,7 +85,7 @@ class Settings:
             models_dir=Path(env.get("ASSISTANT_MODELS_DIR", base.models_dir)),
             model=env.get("ASSISTANT_MODEL", base.model),
             backend=_backend(env.get("ASSISTANT_BACKEND", base.backend), "ASSISTANT_BACKEND"),
-            busy_model=env.get("ASSISTANT_BUSY_MODEL", "1").strip().lower() not in ("0", "false", "no", "off"),
+            busy_model=_switch(env.get("ASSISTANT_BUSY_MODEL", "1"), "ASSISTANT_BUSY_MODEL"),
             feedback_db=Path(env.get("ASSISTANT_FEEDBACK_DB", data_dir / "feedback.sqlite3")),
             database_url=env.get("ASSISTANT_DATABASE_URL", "").strip(),
             operator_password=env.get("ASSISTANT_OPERATOR_PASSWORD", ""),
@@ -93,15 +93,21 @@ class Settings:
                                              "ASSISTANT_MAX_QUESTION_CHARS"),
         )
 
-    def with_(self, **changes) -> Settings:
-        return replace(self, **changes)
-
 
 def _backend(value: object, name: str) -> Backend:
     try:
         return Backend(value.strip().lower() if isinstance(value, str) else value)
     except ValueError:
         raise SettingsError(f"{name}={value!r}: expected one of {', '.join(b.value for b in Backend)}") from None
+
+
+def _switch(value: str, name: str) -> bool:
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={value!r}: expected 1 or 0 (on or off)")
 
 
 def _whole_number(value: str, name: str) -> int:

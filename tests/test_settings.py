@@ -44,6 +44,17 @@ def test_the_backend_is_an_enum_and_a_wrong_one_is_named_with_the_choices():
         Settings(backend="onnx")
 
 
+def test_the_busy_model_switch_takes_on_or_off_and_names_anything_else():
+    assert Settings.from_env({}).busy_model is True
+    assert Settings.from_env({"ASSISTANT_BUSY_MODEL": " Off "}).busy_model is False
+    assert Settings.from_env({"ASSISTANT_BUSY_MODEL": "0"}).busy_model is False
+    assert Settings.from_env({"ASSISTANT_BUSY_MODEL": "yes"}).busy_model is True
+    for value in ("2", "", "disable"):
+        with pytest.raises(SettingsError) as info:
+            Settings.from_env({"ASSISTANT_BUSY_MODEL": value})
+        assert str(info.value) == f"ASSISTANT_BUSY_MODEL={value!r}: expected 1 or 0 (on or off)"
+
+
 @pytest.mark.parametrize("variable, value", [("ASSISTANT_MAX_QUESTION_CHARS", "abc"),
                                              ("ASSISTANT_MAX_QUESTION_CHARS", "-5"), ("ASSISTANT_BACKEND", "onnx")])
 @pytest.mark.parametrize("command", [["check"], ["ask", "gv", "top", "up"], ["prepare"]])

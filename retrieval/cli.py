@@ -267,6 +267,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--worst", type=int, default=15)
     ev.add_argument("--save", default=None, metavar="PATH", help="also write the numbers to this JSON file")
     ev.add_argument("--calibrate", action="store_true", help="grid-search the decline thresholds first")
+    from retrieval.learn.commands import add_parser as add_inbox
+
+    add_inbox(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; write a Markdown report")
     bench.add_argument("--out", default="bench", help="folder for report.md and the plot")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
@@ -289,6 +292,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO 
         if args.command == "eval":
             from retrieval.measure.evaluate import cmd_eval
             return cmd_eval(args, settings, out)
+        if args.command == "inbox":
+            from retrieval.learn.commands import cmd_inbox
+            return cmd_inbox(args, settings, out)
         if args.command == "bench":
             from retrieval.measure.bench import cmd_bench, cmd_bench_api
             return (cmd_bench_api if args.api else cmd_bench)(args, settings, out)

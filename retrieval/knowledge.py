@@ -364,6 +364,14 @@ def _vocabulary(docs: dict[str, Any], errors: list[str]) -> tuple[tuple[TermGrou
     return groups, products
 
 
+def digest_of(directory: Path) -> str:
+    """The digest `load_knowledge(directory)` would give, from the files' bytes alone (nothing parsed): cheap
+    enough to tell on every page view whether the folder changed since it was loaded."""
+    directory = Path(directory)
+    paths = [p for p in sorted(directory.glob("*.yaml")) if p.name != MESSAGES_FILE]
+    return _digest(directory, paths + sorted((directory / LEARNED_DIR).glob("*.yaml")))
+
+
 def load_knowledge(directory: Path) -> KnowledgeBase:
     """Read and validate every knowledge file (knowledge/learned/ too; knowledge/drafts/ never); raise
     KnowledgeError listing all problems."""

@@ -61,9 +61,13 @@ class Action:
         if not self.actor or not self.actor.strip():
             raise ValueError("say who acts (a name): every action is recorded with who and when")
         # What the store holds is masked already; masked again, so nothing that slipped through is written out.
-        masked = {lang: tuple(dict.fromkeys(m for q in self.questions.get(lang, ())
-                                            if (m := " ".join(mask_secrets(q).text.split()))))
-                  for lang in LANGUAGES}
+        masked = {}
+        for lang in LANGUAGES:
+            kept: dict[str, str] = {}  # the same question in other capitals is filed once
+            for question in self.questions.get(lang, ()):
+                if text := " ".join(mask_secrets(question).text.split()):
+                    kept.setdefault(text.casefold(), text)
+            masked[lang] = tuple(kept.values())
         if not any(masked.values()):
             raise ValueError(f"group {self.group_id} has no question to file")
         object.__setattr__(self, "questions", masked)
@@ -159,6 +163,8 @@ def write(text: str, knowledge_dir: Path, relative: str) -> Path:
 def save(action: Action, knowledge_dir: Path, kb: KnowledgeBase | None = None) -> tuple[Path, KnowledgeBase]:
     """Write the action's file and load the knowledge again with the strict loader; on any error the file is
     removed and the KnowledgeError raised, so the folder is left as it was. Returns (file, knowledge)."""
+    if kb is None and action.kind == "new_entry":  # the draft names the nearest entry's provider and topic
+        kb = load_knowledge(knowledge_dir)
     path = write(render(action, kb), knowledge_dir, action.path)
     try:
         return path, load_knowledge(knowledge_dir)

@@ -24,6 +24,8 @@ import numpy as np
 from retrieval.knowledge import LANGUAGES
 
 MIN_SIMILARITY = 0.92
+# The most recent questions grouped (the clustering holds a square matrix of them: 2,000 take 32 MB).
+MAX_ITEMS = 2000
 
 
 def wording(question: str) -> str:
@@ -178,7 +180,7 @@ def group(items: Sequence[Item], read: Callable[[str], str], embed: Callable[[li
 
 
 def gather(store, read: Callable[[str], str], embed: Callable[[list[str]], np.ndarray],
-           min_similarity: float = MIN_SIMILARITY, limit: int = 5000) -> list[Group]:
+           min_similarity: float = MIN_SIMILARITY, limit: int = MAX_ITEMS) -> list[Group]:
     """The inbox of `store`, grouped: `read` is how the assistant reads a question (`Assistant.understand(q).matched`
     or `reader(kb)`), `embed` its embedder's `embed_queries`."""
     from retrieval.store import queries

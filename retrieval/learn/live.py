@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.build.index import load_or_build, save_index
-from retrieval.knowledge import KnowledgeBase
+from retrieval.knowledge import KnowledgeBase, digest_of, load_knowledge
 from retrieval.learn.effect import Effect, Evaluator, SeededEmbedder, measure, serving_copy, warm
 from retrieval.learn.files import Action, save
 from retrieval.learn.inbox import Group
@@ -173,6 +173,28 @@ class Live:
         action's id. Refused (StaleEffect) when another action was saved since it was measured."""
         return self.run(f"save {effect.action.kind} {effect.action.group_id}",
                         lambda job: self._save(job, effect, store, interactions))
+
+    def changed_on_disk(self) -> bool:
+        """Whether the knowledge folder differs from what the assistant was loaded from (a file written by the
+        command line, an edit, a `git pull`)."""
+        try:
+            return digest_of(self.settings.knowledge_dir) != self.assistant().kb.digest
+        except OSError:
+            return False
+
+    def reload(self) -> Job:
+        """Load the knowledge folder again and switch to its index (built in the background if need be)."""
+        def work(job: Job) -> str:
+            now = self.assistant()
+            kb = load_knowledge(self.settings.knowledge_dir)
+            if kb.digest == now.kb.digest:
+                job.say("nothing changed")
+                return kb.digest
+            index = load_or_build(kb, self.embedder(), self.settings.index_dir, job.say)
+            self.switch(serving_copy(now, kb, index))
+            job.say("the chat answers from the new index")
+            return kb.digest
+        return self.run("load the knowledge folder again", work)
 
     def _save(self, job: Job, effect: Effect, store, interactions: Sequence[int]) -> int:
         now = self.assistant()

@@ -94,7 +94,10 @@ def _offered(offered: Iterable[Any]) -> tuple[str | None, float | None]:
     """(JSON [[entry_id, score], ...] of the first OFFERED_KEPT, first score minus second) from hits or pairs."""
     pairs = []
     for item in offered:
-        entry_id, score = (item.entry_id, item.score) if hasattr(item, "entry_id") else item
+        pair = (item.entry_id, item.score) if hasattr(item, "entry_id") else item
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"offered must hold (entry_id, score) pairs or hits, got {item!r}")
+        entry_id, score = pair
         if not isinstance(entry_id, str) or isinstance(score, bool) or not isinstance(score, numbers.Real) \
                 or not math.isfinite(score):
             raise ValueError(f"offered must hold (entry_id, score) pairs or hits, got {item!r}")

@@ -266,7 +266,10 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--worst", type=int, default=15)
     ev.add_argument("--save", default=None, metavar="PATH", help="also write the numbers to this JSON file")
-    ev.add_argument("--calibrate", action="store_true", help="grid-search the decline thresholds first")
+    ev.add_argument("--calibrate", action="store_true",
+                    help="fit the decline rule on the development sets first (prints its weights)")
+    ev.add_argument("--ablation", action="store_true",
+                    help="what each part is worth: one taken away at a time, dev and test side by side (minutes)")
     from retrieval.learn.commands import add_parser as add_inbox
 
     add_inbox(sub)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -318,6 +319,12 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
     test = None if args.no_test or not test_path.exists() else load_dev_set(test_path)
     embedder = CachingEmbedder(make_embedder(settings))
     assistant = load_assistant(settings, embedder=embedder)
+    if getattr(args, "ablation", False):
+        from retrieval.measure.ablation import ablation
+        table = ablation(assistant, questions, test, out=sys.stderr, say=lambda m: print(m, file=sys.stderr))
+        print("## Ablation (one part taken away at a time; decline rule recalibrated on dev for each)\n\n"
+              + table, file=out)
+        return 0
     if getattr(args, "calibrate", False):
         assistant.decision = calibrate(assistant, questions, out)
     baselines = []

@@ -1,0 +1,84 @@
+"""Ablation: what each part of understanding is worth, on the development sets and the frozen test set.
+
+Each row takes one part away from the assistant as it ships (or swaps one), refits what depends on it
+(the decline rule is recalibrated on the development sets for every row, as a real change would be),
+and scores dev and test side by side. `python -m retrieval eval --ablation` prints the table; it
+rebuilds two indexes in memory, so it takes several minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from retrieval.build.index import build_index
+from retrieval.build.models import FitConfig
+from retrieval.measure.evaluate import DevQuestion, calibrate, metrics, run
+from retrieval.serving.assistant import Assistant
+from retrieval.serving.decide import DecisionConfig
+from retrieval.serving.ranking import RankingConfig
+
+THRESHOLDS = {"decline_weights": ()}  # the hand-set thresholds instead of the learned rule
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    make: Callable[[Assistant], Assistant]  # the shipped assistant -> the variant (sharing what it can)
+    recalibrate: bool = True
+
+
+def _with(decision: dict | None = None, ranking: RankingConfig | None = None) -> Callable[[Assistant], Assistant]:
+    def make(a: Assistant) -> Assistant:
+        return Assistant(a.kb, a.index, a.embedder, ranking or a.ranker.config,
+                         dataclasses.replace(a.decision, **(decision or {})), a.max_chars)
+    return make
+
+
+def _rebuilt(kb_changes: dict | None = None, fit: FitConfig | None = None) -> Callable[[Assistant], Assistant]:
+    def make(a: Assistant) -> Assistant:
+        kb = dataclasses.replace(a.kb, **(kb_changes or {}))
+        index = build_index(kb, a.embedder, fit=fit or FitConfig())
+        return Assistant(kb, index, a.embedder, a.ranker.config, a.decision, a.max_chars)
+    return make
+
+
+VARIANTS = (
+    Variant("**as shipped**: vocabulary, topic model (weight 1), learned decline rule", lambda a: a, False),
+    Variant("without the topic model (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
+    Variant("topic model alone decides the topic (weight 100)", _with({"topic_weight": 100.0})),
+    Variant("without the learned decline rule (the hand-set thresholds)", _with(THRESHOLDS), False),
+    Variant("nearest phrasing only (no topic pooling, answers, BM25, topic model)",
+            _with({"topic_weight": 0.0}, RankingConfig(weight_topic=0.0, weight_answers=0.0, weight_lexical=0.0))),
+    Variant("without the vocabulary (交话费, refill ... matched as typed)",
+            _rebuilt({"vocabulary": (), "product_words": ()})),
+    Variant("without context around phrasings when fitting the classifiers", _rebuilt(fit=FitConfig(augment_every=0))),
+)
+
+
+def ablation(assistant: Assistant, dev: list[DevQuestion], test: list[DevQuestion] | None, out: TextIO,
+             say: Callable[[str], None] = lambda _m: None) -> str:
+    header = ("| variant | dev top-1 | dev top-3 | dev out-of-scope declined | dev in-scope declined | "
+              "test top-1 | test top-3 | test out-of-scope declined | test in-scope declined |\n"
+              "|---|---|---|---|---|---|---|---|---|")
+    rows = [header]
+    for variant in VARIANTS:
+        say(f"ablation: {variant.name}")
+        a = variant.make(assistant)
+        if variant.recalibrate:
+            a.decision = calibrate(a, dev, io.StringIO())
+        d = metrics(run(a, dev))
+        t = metrics(run(a, test)) if test else {}
+
+        def cells(m: dict) -> str:
+            keys = ("top1", "top3", "oos_declined", "in_scope_declined")
+            return " | ".join(f"{m[k]:.3f}" if k in m else "-" for k in keys)
+        rows.append(f"| {variant.name} | {cells(d)} | {cells(t)} |")
+        print(rows[-1], file=out, flush=True)
+    return "\n".join(rows)
+
+
+__all__ = ["VARIANTS", "DecisionConfig", "ablation"]

@@ -23,6 +23,7 @@ from retrieval.knowledge import KnowledgeBase, digest_of, load_knowledge
 from retrieval.learn.effect import Effect, Evaluator, SeededEmbedder, measure, serving_copy, warm
 from retrieval.learn.files import Action, save
 from retrieval.learn.inbox import Group
+from retrieval.measure.evaluate import DEV_SETS, TEST_SET
 from retrieval.serving.assistant import Assistant
 from retrieval.settings import Settings
 
@@ -77,6 +78,8 @@ def file_action(action: Action, knowledge_dir: Path, store, interactions: Sequen
 class Live:
     """The serving assistant of one knowledge folder and index folder, and the background work on them."""
 
+    sets: tuple[tuple[Path, ...], Path | None] = (DEV_SETS, TEST_SET)  # what actions are measured on
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self._assistant: Assistant | None = None
@@ -115,7 +118,7 @@ class Live:
     def evaluator(self) -> Evaluator:
         with self._lock:
             if self._evaluator is None:
-                self._evaluator = Evaluator(self.assistant().embedder)
+                self._evaluator = Evaluator(self.assistant().embedder, *self.sets)
             return self._evaluator
 
     def embedder(self) -> SeededEmbedder:

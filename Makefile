@@ -1,5 +1,6 @@
 # Two commands: `make run` serves the chat page, `make test` runs every test.
 # Both set up whatever is missing first, and skip what is already done.
+# `make dev` serves it for development (reloads on save); `make screenshots` redraws docs/screenshots/.
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,11 +11,17 @@ PREPARED := var/.prepared
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test setup prepare browser postgres lint bench eval clean
+.PHONY: run dev test screenshots setup prepare browser postgres lint bench eval clean
 
+# Production settings come from .streamlit/config.toml (no file watcher, no run-on-save); chat_server.py loads
+# the assistant when the server starts, so the first visitor does not wait for it.
 run: $(PREPARED)
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
-		--browser.gatherUsageStats false
+	$(PY) -m streamlit run chat_server.py --server.port $(PORT)
+
+# For development: reruns the page when a source file is saved.
+dev: $(PREPARED)
+	$(PY) -m streamlit run chat_server.py --server.port $(PORT) \
+		--server.fileWatcherType auto --server.runOnSave true
 
 test: $(PREPARED) browser postgres
 	$(PY) -m ruff check .
@@ -44,6 +51,10 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			chromium fonts-noto-cjk fonts-noto-color-emoji >/dev/null; \
 	fi
+
+# The README's screenshots (laptop and phone sizes), taken by the browser tests; `make test` never writes them.
+screenshots: $(PREPARED) browser
+	ASSISTANT_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -m browser tests/test_browser.py
 
 # Debian's PostgreSQL server for the store's tests (each test run starts its own, on a free port, in a
 # temporary folder: see deploy/postgres.sh). No cluster of the package's own is created or started.

@@ -27,23 +27,34 @@ def app(kb_dir, tmp_path, monkeypatch):
     st.cache_resource.clear()
 
 
-def ask(at: AppTest, text: str) -> AppTest:
-    at.chat_input[0].set_value(text).run()
+def whole_page(at: AppTest) -> AppTest:
+    """A question or a click reruns only a fragment of the page, and AppTest then holds only that fragment's
+    elements; a plain run afterwards draws the whole page again, as the browser shows it."""
+    assert not at.exception
+    at.run()
     assert not at.exception
     return at
+
+
+def ask(at: AppTest, text: str) -> AppTest:
+    at.chat_input[0].set_value(text).run()
+    return whole_page(at)
 
 
 def click(at: AppTest, label: str) -> AppTest:
     matches = [b for b in at.button if b.label == label or label in b.label]
     assert matches, f"no button {label!r} in {[b.label for b in at.button]}"
     matches[0].click().run()
-    assert not at.exception
-    return at
+    return whole_page(at)
+
+
+def conversation(at: AppTest):
+    return at.session_state["conv"]
 
 
 def markdown(at: AppTest) -> str:
-    """Everything written on the page: Markdown, captions, notes and warnings."""
-    parts = [*at.markdown, *at.caption, *at.warning, *at.info]
+    """Everything written on the page: Markdown, captions, notes, warnings and the users' own words (text)."""
+    parts = [*at.markdown, *at.caption, *at.warning, *at.info, *at.text]
     return "\n".join(str(m.value) for m in parts)
 
 
@@ -59,8 +70,8 @@ def test_answer_with_steps_links_and_date(app):
     text = markdown(app)
     assert "1. 打开 voice.google.com。" in text and "support.google.com/voice/answer/141923" in text
     assert "2026-11-29" in text
-    assert app.session_state["provider"] == "google_voice"
-    assert app.sidebar.selectbox[0].value == "Google Voice"
+    assert conversation(app).provider == "google_voice"
+    assert app.selectbox[0].value == "Google Voice"
 
 
 def test_walkthrough_with_side_question(app):
@@ -93,17 +104,17 @@ def test_ask_back_offers_providers_as_buttons(app):
     labels = [b.label for b in app.button]
     assert "Google Voice" in labels and "Tello" in labels
     click(app, "Tello")
-    assert "ADD10PAYG" in markdown(app) and app.session_state["provider"] == "tello"
+    assert "ADD10PAYG" in markdown(app) and conversation(app).provider == "tello"
 
 
 def test_provider_picker_sets_context(app):
-    app.sidebar.selectbox[0].select("Tello").run()
+    app.selectbox[0].select("Tello").run()
     ask(app, "how do i top up")
     assert "ADD10PAYG" in markdown(app)
 
 
 def test_decline_is_kind_and_links_support(app):
-    app.sidebar.selectbox[0].select("Tello").run()
+    app.selectbox[0].select("Tello").run()
     ask(app, "明天纽约天气怎么样")
     text = markdown(app)
     assert "I can help" in text or "我可以帮你" in text
@@ -115,7 +126,7 @@ def test_card_number_masked_and_warned(app, tmp_path):
     assert any("card number" in w.value or "卡号" in w.value for w in app.warning)
     shown = markdown(app)
     assert "4111" not in shown and "•••• •••• •••• ••••" in shown
-    assert "4111" not in str(app.session_state["messages"])
+    assert "4111" not in str(conversation(app))
     db = sqlite3.connect(tmp_path / "feedback.sqlite3")
     assert "4111" not in str(db.execute("select * from interactions").fetchall())
 
@@ -123,8 +134,8 @@ def test_card_number_masked_and_warned(app, tmp_path):
 def test_feedback_and_comment_are_stored(app, tmp_path):
     ask(app, "gv top up")
     ask(app, "my card was declined")
-    app.feedback[1].set_value(0).run()       # 👎 on the second answer
-    assert not app.exception
+    app.pills[1].set_value(0).run()          # 👎 on the second answer
+    whole_page(app)
     app.text_input[0].input("the ZIP tip helped, but 4111 1111 1111 1111 still fails").run()
     db = sqlite3.connect(tmp_path / "feedback.sqlite3")
     rows = db.execute("select i.question, f.rating, f.comment from interactions i "
@@ -132,12 +143,12 @@ def test_feedback_and_comment_are_stored(app, tmp_path):
     assert [r[0] for r in rows] == ["gv top up", "my card was declined"]
     assert rows[0][1] is None and rows[1][1] == 0
     assert "ZIP tip" in rows[1][2] and "4111" not in rows[1][2]
-    app.run()                                # a rerun loses nothing
-    assert len(app.session_state["messages"]) == 4 and app.feedback[1].value == 0
+    whole_page(app)                          # a rerun loses nothing
+    assert len(conversation(app).turns) == 2 and app.pills[1].value == 0
 
 
 def test_language_switch(app):
-    app.sidebar.radio[0].set_value("en").run()
+    app.segmented_control[0].set_value("en").run()
     ask(app, "GV怎么充值")
     assert "Add Google Voice credit" in markdown(app)
 
@@ -145,12 +156,13 @@ def test_language_switch(app):
 def test_new_conversation_clears(app):
     ask(app, "gv top up")
     click(app, "New conversation")
-    assert app.session_state["messages"] == [] and app.session_state["provider"] is None
+    assert conversation(app).turns == [] and conversation(app).provider is None
 
 
 def test_user_markup_shown_as_text(app):
-    ask(app, "<script>alert(1)</script> **bold** gv top up")
-    assert any("\\<script\\>" in m.value for m in app.markdown)
+    typed = "<script>alert(1)</script> **bold** gv top up"
+    ask(app, typed)
+    assert [t.value for t in app.text] == [typed]      # the user's bubble: plain text, exactly as typed
 
 
 def test_broken_knowledge_shows_message_not_traceback(kb_dir, tmp_path, monkeypatch):
@@ -163,3 +175,181 @@ def test_broken_knowledge_shows_message_not_traceback(kb_dir, tmp_path, monkeypa
     assert not at.exception
     assert any("tello.yaml" in e.value for e in at.error)
     st.cache_resource.clear()
+
+
+# -- what issue 11 and 12 asked of the page ------------------------------------------------------------
+@pytest.fixture
+def make_app(kb_dir, tmp_path, monkeypatch):
+    """make_app(locale=..., query={...}, db=...) -> a started AppTest; the same knowledge and store each time."""
+    monkeypatch.setenv("ASSISTANT_KNOWLEDGE_DIR", str(kb_dir))
+    monkeypatch.setenv("ASSISTANT_MODEL", "hashing")
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("ASSISTANT_FEEDBACK_DB", str(tmp_path / "feedback.sqlite3"))
+    st.cache_resource.clear()
+
+    def make(locale: str | None = None, query: dict | None = None, db=None) -> AppTest:
+        if db is not None:
+            monkeypatch.setenv("ASSISTANT_FEEDBACK_DB", str(db))
+            st.cache_resource.clear()
+        at = AppTest.from_file(APP, default_timeout=60)
+        if locale:
+            at.context = {"locale": locale}
+        at.query_params.update(query or {})
+        at.run()
+        assert not at.exception
+        return at
+
+    yield make
+    st.cache_resource.clear()
+
+
+def in_order(node) -> list:
+    """The elements inside a block, depth first, in page order."""
+    out = []
+    for child in getattr(node, "children", {}).values():
+        out += [child, *in_order(child)]
+    return out
+
+
+def options(pills) -> list[str]:
+    return [option.content for option in pills.proto.options]
+
+
+def shown_questions(at: AppTest) -> list[str]:
+    """The users' bubbles, in order."""
+    return [t.value for t in at.text]
+
+
+def test_ask_back_shows_its_buttons_first_and_folds_the_general_advice(app):
+    ask(app, "how do i top up")
+    kinds = [type(node).__name__ for node in in_order(app.chat_message[1])]
+    assert "Button" in kinds and kinds.index("Button") < kinds.index("Expander"), kinds   # buttons first
+    advice = [e for e in app.expander if "General advice" in e.label]
+    assert advice and "Sign in to the official site" in "\n".join(m.value for m in advice[0].markdown)
+    click(app, "Tello")
+    assert shown_questions(app) == ["how do i top up", "Tello"]   # the provider picked, not the question again
+
+
+def test_starts_in_the_browsers_language(make_app):
+    english = make_app(locale="en-US")
+    assert "Hi! I can help" in markdown(english)
+    assert "How do I add credit to Google Voice?" in [b.label for b in english.button]
+    chinese = make_app(locale="zh-CN")
+    assert "你好！" in markdown(chinese)
+
+
+def test_language_and_new_conversation_are_on_the_page_not_in_the_sidebar(app):
+    assert len(app.sidebar.button) == 0 and len(app.sidebar.radio) == 0
+    assert app.segmented_control[0].value == "auto"
+    assert any("新对话" in b.label for b in app.main.button)
+
+
+def test_reload_restores_the_conversation_and_the_walkthrough_step(make_app):
+    first = make_app()
+    ask(first, "GV怎么充值")
+    click(first, "一步步带我做")
+    click(first, "完成，下一步")
+    assert "第 2 步，共 4 步" in markdown(first)
+    cid = first.query_params["c"]
+    again = make_app(query={"c": cid})                 # a new session with the same URL: a reload
+    assert again.query_params["c"] == cid
+    assert shown_questions(again) == ["GV怎么充值"]
+    assert "第 2 步，共 4 步" in markdown(again) and "Settings → Payments → Add credit" in markdown(again)
+    fresh = make_app(query={"c": "0" * 32})            # an id with nothing saved: a new, empty conversation
+    assert shown_questions(fresh) == [] and "你好！" in markdown(fresh)
+
+
+def test_feedback_is_confirmed_masked_and_can_be_undone(app, tmp_path):
+    ask(app, "gv top up")
+    assert options(app.pills[0]) == ["Helpful", "Not helpful"]           # in the answer's language
+    app.pills[0].set_value(0).run()
+    whole_page(app)
+    app.text_input[0].input("still fails with 4111 1111 1111 1111").run()
+    assert [t.value for t in app.toast] == ["Thanks, your note was saved."]
+    whole_page(app)
+    assert app.text_input[0].value == ""                                      # the box is emptied...
+    assert "still fails with •••• •••• •••• ••••" in markdown(app)            # ...and what was kept is shown
+    db = sqlite3.connect(tmp_path / "feedback.sqlite3")
+    assert db.execute("select rating, comment from feedback").fetchall() == [
+        (0, "still fails with •••• •••• •••• ••••")]
+    app.pills[0].set_value(None).run()                                        # 👎 clicked again: undone
+    assert db.execute("select count(*) from feedback").fetchone() == (0,)
+    ask(app, "GV怎么充值")
+    assert options(app.pills[1]) == ["有帮助", "没帮助"]
+
+
+def test_walkthrough_folds_away_when_the_user_moves_to_another_provider(app):
+    ask(app, "GV怎么充值")
+    click(app, "一步步带我做")
+    ask(app, "GV最多能充多少")                         # a side question about the same task: still open
+    assert "第 1 步，共 4 步" in markdown(app)
+    ask(app, "Tello怎么充值")                          # another provider: folded to one button
+    assert "完成，下一步" not in [b.label.split(" ", 1)[-1] for b in app.button]
+    click(app, "继续引导")                             # one tap brings it back, on the same step
+    assert "第 1 步，共 4 步" in markdown(app) and any("完成，下一步" in b.label for b in app.button)
+
+
+def test_a_failed_step_shows_its_own_advice_and_payment_help_only_when_paying(app):
+    ask(app, "GV怎么充值")
+    click(app, "一步步带我做")
+    assert not any("这一步不行" in b.label for b in app.button)   # step 1 has nothing to offer when it fails
+    click(app, "完成，下一步")
+    click(app, "完成，下一步")                         # step 3: pick an amount and pay
+    click(app, "这一步不行")
+    help_box = [e for e in app.expander if "支付失败" in e.label]
+    assert help_box and "打电话给发卡行" in "\n".join(m.value for m in help_box[0].markdown)
+    click(app, "完成，下一步")
+    click(app, "完成，下一步")                         # past the final check: finished
+    text = markdown(app)
+    assert "全部完成" in text and "第 5 步" not in text and "第 4 步，共 4 步" not in text
+
+
+def test_questions_are_capped_at_the_page(app):
+    assert app.chat_input[0].proto.max_chars == 500
+    app.chat_input[0].set_value("gv top up " + "x" * 100_000).run()
+    whole_page(app)
+    turn = conversation(app).turns[-1]
+    assert len(turn.said) <= 500 and len(turn.answer.question) <= 500
+
+
+def test_page_starts_and_answers_when_the_store_cannot_be_opened(make_app, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the database's folder should be")
+    at = make_app(db=blocker / "feedback.sqlite3")
+    assert "记录暂时不可用" in markdown(at)
+    at.chat_input[0].set_value("GV怎么充值").run()     # the answer, as the question's own rerun draws it
+    text = markdown(at)
+    assert "Settings → Payments → Add credit" in text and "记录暂时写不进去" in text
+    whole_page(at)
+    at.pills[0].set_value(1).run()                     # rating still works: it waits with the question
+    assert not at.exception
+
+
+def test_answer_is_shown_with_a_note_while_the_database_is_locked(make_app, tmp_path, monkeypatch):
+    import retrieval.store.database as database
+    import retrieval.store.feedback as feedback
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_S", 0.2)   # give up on the lock in a second, not in 15 s
+    monkeypatch.setattr(feedback, "RETRY_FOR_S", 0.5)
+    at = make_app(db=tmp_path / "locked.sqlite3")
+    ask(at, "gv top up")                               # the store works...
+    holder = sqlite3.connect(tmp_path / "locked.sqlite3", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")                  # ...then a backup or an sqlite3 shell holds it
+    try:
+        at.chat_input[0].set_value("GV怎么充值").run()
+        text = markdown(at)
+        assert "Settings → Payments → Add credit" in text and "记录暂时写不进去" in text
+        assert not at.exception
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    whole_page(at)
+    assert len(conversation(at).turns) == 2
+
+
+def test_production_settings():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["fileWatcherType"] == "none" and config["server"]["runOnSave"] is False
+    assert config["server"]["maxWidgetStateSize"] <= 1 and config["runner"]["postScriptGC"] is False

@@ -168,3 +168,43 @@ def test_many_sessions_at_once_stay_separate(live_server, capsys, record_propert
     record_property("p95_time_to_answer_s", round(p95(timings), 3))
     with capsys.disabled():
         print(f"\n{summary}")
+
+
+# -- the server alone: fifty conversations through the headless client ---------------------------------------
+HEADLESS_CONVERSATIONS = 50
+HEADLESS_QUESTIONS = 10
+HEADLESS_TIMEOUT = 300.0   # the whole run, connecting included
+
+
+def test_fifty_headless_conversations_get_every_answer_and_only_their_own(live_server, capsys, record_property):
+    """Fifty conversations of ten questions at once, through Streamlit's own websocket protocol (no browsers,
+    so the server is what is measured), each pausing 2-6 s between questions as a reader would. Every
+    answer must arrive, each conversation must show exactly its own questions in order, and the store must
+    hold each conversation's questions under its own id. Speed is reported, not asserted: the machine is
+    shared."""
+    from retrieval.measure.webload import THINK_S, conversations, run_load
+
+    convs = conversations(HEADLESS_CONVERSATIONS, HEADLESS_QUESTIONS)
+    first_id = last_interaction(live_server.feedback_db)
+    result = run_load(live_server.url, convs, pid=live_server.process.pid, think=THINK_S, timeout=HEADLESS_TIMEOUT)
+
+    failed = [f"{c.questions[0]}: {c.error}" for c in result.conversations if c.error]
+    assert not failed, "conversations failed:\n" + "\n".join(failed)
+    for c in result.conversations:
+        assert len(c.timings) == HEADLESS_QUESTIONS and c.answers == HEADLESS_QUESTIONS, c
+        assert c.shown_questions == list(c.questions), (c.questions, c.shown_questions)
+    ids = [c.conversation_id for c in result.conversations]
+    assert len(set(ids)) == len(ids) and all(ids)
+
+    with contextlib.closing(sqlite3.connect(f"file:{live_server.feedback_db}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT session_id, question FROM interactions WHERE id > ? ORDER BY id",
+                          (first_id,)).fetchall()
+    stored: dict[str, list[str]] = {}
+    for session_id, question in rows:
+        stored.setdefault(session_id, []).append(question)
+    assert {c.conversation_id: list(c.questions) for c in result.conversations} == stored
+
+    record_property("p95_time_to_answer_s", round(result.percentile(95), 3))
+    record_property("server_cpu_per_answer_ms", round(result.cpu_per_answer_ms, 1))
+    with capsys.disabled():
+        print(f"\nheadless load: {result.summary()}")

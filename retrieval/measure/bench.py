@@ -502,6 +502,17 @@ def browser_first_answer(say: Say) -> str:
             f"assistant {total - healthy - answer:.1f} s, then Enter to answer drawn {answer:.2f} s)")
 
 
+def web_rows(quick: bool, say: Say) -> list[tuple[str, ...]]:
+    """The chat server's start-up, memory, CPU per answer and per idle session, and many conversations at once
+    (retrieval/measure/webload.py); `make dev`'s file watcher measured idle too, unless --quick."""
+    from retrieval.measure import webload
+
+    try:
+        return webload.web_tier(say, quick=quick, dev_options=None if quick else webload.DEV_OPTIONS)
+    except Exception as exc:  # a server that cannot start must not lose the rest of the report
+        return [("web tier", f"failed: {type(exc).__name__}: {str(exc)[:300]}", "—", "—")]
+
+
 # -- the report ---------------------------------------------------------------------------------
 @dataclass
 class BenchResult:
@@ -514,6 +525,7 @@ class BenchResult:
     ef_sweep: list[tuple[int, float, float]] = field(default_factory=list)
     cold: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    web: list[tuple[str, ...]] = field(default_factory=list)   # the Streamlit server's own rows
     api: ApiBench | None = None
 
 
@@ -579,6 +591,12 @@ def render_markdown(r: BenchResult, plots: Sequence[str] = ()) -> str:
         lines.append(f"| {lat.name} | {lat.what} | {len(lat.samples_ms)} | {_ms(lat.p('p50'))} | "
                      f"{_ms(lat.p('p95'))} | {_ms(lat.p('p99'))} | {_ms(statistics.fmean(lat.samples_ms))} | "
                      f"{ours.p('p50') / lat.p('p50'):.2f} | {ours.p('p95') / lat.p('p95'):.2f} |")
+    if r.web:
+        lines += ["", "## Web tier (the chat server, `make run`'s settings; CPU read from /proc)", "",
+                  "A headless client speaking Streamlit's own websocket protocol (retrieval/measure/"
+                  "streamlit_client.py) stands in for browsers, so the numbers are the server's, not Chromium's.",
+                  "", "| measurement | value | target | |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in r.web]
     if r.throughput:
         base = r.throughput[min(r.throughput)]
         lines += ["", "## Throughput (threads sharing one loaded Assistant)", "",
@@ -715,8 +733,9 @@ def cmd_bench(args, settings: Settings, out: TextIO) -> int:
             f"{statistics.median(times):.1f} s median of {len(times)} (min {min(times):.1f}, max {max(times):.1f})")
         cold.update(first_time_preparation(settings, say))
         cold["fresh `make run` to first answer in the browser"] = browser_first_answer(say)
+    web = web_rows(quick, say)
     info["load average (1/5/15 min) at end"] = load_average()
-    result = BenchResult(info, latencies, qps, memory, load_s, rows, sweep, cold, notes, api)
+    result = BenchResult(info, latencies, qps, memory, load_s, rows, sweep, cold, notes, web=web, api=api)
     path, text = write_report(result, Path(args.out))
     print(text, file=out)
     say(f"wrote {path}")
@@ -738,6 +757,23 @@ def cmd_bench_api(args, settings: Settings, out: TextIO) -> int:
     text = "\n".join(["# Bench: the HTTP API", *render_api(api), "", "## Machine", "", "| | |", "|---|---|",
                       *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
     path = Path(args.out) / "api.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(text, file=out)
+    _progress(f"wrote {path}")
+    return 0
+
+
+def cmd_bench_web(args, settings: Settings, out: TextIO) -> int:
+    """`bench --web`: only the chat server (retrieval/measure/webload.py); prints the rows, writes `<out>/web.md`."""
+    quick = bool(getattr(args, "quick", False))
+    info = machine(settings)
+    web = web_rows(quick, _progress)
+    info["load average (1/5/15 min) at end"] = load_average()
+    text = "\n".join(["# Bench: the chat server", "", "| measurement | value | target | |", "|---|---|---|---|",
+                      *("| " + " | ".join(row) + " |" for row in web), "", "## Machine", "", "| | |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
+    path = Path(args.out) / "web.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     print(text, file=out)

@@ -37,10 +37,11 @@ CHROMIUM_ARGS = [
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 900}
 
-SERVER_START_TIMEOUT = 120.0  # seconds until /_stcore/health answers "ok"
-# The first page load runs get_assistant(): the model (~10 s idle) and, if `make prepare` was not run after a
-# change to the knowledge base, an index rebuild (minutes on a busy 2-core machine).
-APP_READY_TIMEOUT = 300.0
+# Seconds until /_stcore/health answers "ok": the server loads the model (~10 s idle) before it answers, and,
+# if `make prepare` was not run after a change to the knowledge base, rebuilds the index (minutes on a busy
+# 2-core machine).
+SERVER_START_TIMEOUT = 300.0
+APP_READY_TIMEOUT = 120.0
 ANSWER_TIMEOUT = 60.0        # one question, on a loaded machine
 
 CHAT_INPUT = '[data-testid="stChatInputTextArea"]'
@@ -52,7 +53,9 @@ STALE = '[data-stale="true"]'                  # elements from the previous run,
 BLOCK = '[data-testid="stVerticalBlock"]'
 PROGRESS = re.compile(r"第 (\d+) 步，共 (\d+) 步|Step (\d+) of (\d+)")
 COUNT_GREW = "([selector, n]) => document.querySelectorAll(selector).length > n"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots for the README are written only when this names a folder (`make screenshots` sets it), so that
+# `make test` leaves the work tree as it found it.
+SCREENSHOTS_ENV = "ASSISTANT_SCREENSHOTS"
 
 
 class ServerError(RuntimeError):
@@ -116,10 +119,14 @@ def _stop(process: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def streamlit_server(password: str = "operator-test-password", timeout: float = SERVER_START_TIMEOUT,
-                     env: dict[str, str] | None = None) -> Iterator[Server]:
-    """The real chat app (real model and index: the default settings) on a free port.
+                     env: dict[str, str] | None = None, entry: str = "chat_server.py", root: Path = ROOT,
+                     options: tuple[str, ...] = ()) -> Iterator[Server]:
+    """The real chat server (chat_server.py: app.py with the assistant loaded at start-up; the real model and
+    index, the production settings of .streamlit/config.toml) on a free port.
 
-    The feedback database is a fresh temporary file and the operator password is `password`. Yields once
+    `entry`, `root` and `options` (more `--section.option value` flags) serve another script or another copy
+    of the project, for a before/after comparison. The feedback database is a fresh temporary file and the
+    operator password is `password`. Yields once
     http://127.0.0.1:<port>/_stcore/health answers "ok"; raises ServerError with the server's output if it
     exits first or is not healthy within `timeout` seconds. The server is stopped (terminate, then kill)
     on the way out, whatever happened.
@@ -139,14 +146,12 @@ def streamlit_server(password: str = "operator-test-password", timeout: float = 
             **(env or {}),
         }
         command = [
-            str(PYTHON), "-m", "streamlit", "run", "app.py",
+            str(PYTHON), "-m", "streamlit", "run", entry,
             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-            "--browser.gatherUsageStats", "false",
-            # Others edit the sources while the tests run: no watcher, no "source changed" banner, less CPU.
-            "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false", *options,
         ]
         with open(log, "wb") as out:
-            process = subprocess.Popen(command, cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT,
+            process = subprocess.Popen(command, cwd=root, env=child_env, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL,
                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         try:
@@ -246,9 +251,10 @@ def wait_for_run(page, after: int, timeout: float = ANSWER_TIMEOUT) -> None:
     wait_idle(page, timeout=max(1.0, deadline - time.monotonic()))
 
 
-SLOW_START = ("the chat page's first run loads the model and the index; if the knowledge base or retrieval/ "
-              "changed since `make prepare`, the index is rebuilt first, which takes minutes on a busy machine: "
-              "run `make prepare` before the browser tests")
+SLOW_START = ("the chat page's first run did not finish; a server started without chat_server.py loads the model "
+              "and the index at the first visit, and if the knowledge base or retrieval/ changed since "
+              "`make prepare` the index is rebuilt first, which takes minutes on a busy machine: run `make prepare` "
+              "before the browser tests")
 
 
 def open_chat(page, url: str, timeout: float = APP_READY_TIMEOUT) -> None:
@@ -306,9 +312,12 @@ def click(page, text: str, timeout: float = ANSWER_TIMEOUT, index: int = -1) -> 
     after_run(page, lambda: target.click(timeout=timeout * 1000), timeout=timeout)
 
 
+WALKTHROUGH = ".st-key-walkbox"   # the walkthrough's bordered box (a container keyed "walkbox")
+
+
 def walkthrough(page):
-    """The bordered box of the walkthrough (the innermost block holding the progress line)."""
-    return page.locator(BLOCK).filter(has_text=PROGRESS).last
+    """The bordered box of the walkthrough."""
+    return page.locator(WALKTHROUGH)
 
 
 def progress(page) -> tuple[int, int]:
@@ -320,12 +329,34 @@ def progress(page) -> tuple[int, int]:
     return numbers[0], numbers[1]
 
 
+IN_VIEW = """e => { const r = e.getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight; }"""
+
+
+def wait_in_view(locator, timeout: float = 10.0) -> None:
+    """Wait until the top of `locator` is inside the viewport (the page scrolls after drawing an answer)."""
+    deadline = time.monotonic() + timeout
+    while not locator.evaluate(IN_VIEW):
+        if time.monotonic() > deadline:
+            box = locator.evaluate("e => e.getBoundingClientRect().top")
+            raise AssertionError(f"its top is at {box:.0f} px, outside the viewport")
+        locator.page.wait_for_timeout(50)
+
+
+def scroll_to_top(page) -> None:
+    """Scroll the conversation back to its start, as a user re-reading it would."""
+    page.locator(CHAT_MESSAGE).first.evaluate(SCROLL_TO_TOP, 0)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    page.wait_for_timeout(200)
+
+
 def body_text(page) -> str:
     """Everything the page shows, as text (sidebar included)."""
     return page.locator("body").inner_text()
 
 
+# A user's scroll (a wheel event first, as a real one has) also tells the page to stop holding a new answer in view.
 SCROLL_TO_TOP = """(e, offset) => {
+    document.dispatchEvent(new WheelEvent('wheel'));
     e.scrollIntoView({block: 'start'});
     let box = e.parentElement;
     while (box && !(box.scrollHeight > box.clientHeight && /auto|scroll/.test(getComputedStyle(box).overflowY)))
@@ -334,13 +365,17 @@ SCROLL_TO_TOP = """(e, offset) => {
 }"""
 
 
-def screenshot(page, name: str, top=None, offset: int = 70) -> Path:
-    """Save docs/screenshots/<name> (the viewport); `top`, if given, is scrolled to just below the header."""
+def screenshot(page, name: str, top=None, offset: int = 70) -> Path | None:
+    """Save <ASSISTANT_SCREENSHOTS>/<name> (the viewport) when that variable names a folder, else nothing;
+    `top`, if given, is scrolled to just below the header."""
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    if not folder:
+        return None
     page.mouse.move(0, 0)  # no hover highlight on the button clicked last
     if top is not None:
         top.evaluate(SCROLL_TO_TOP, offset)
     page.wait_for_timeout(300)
-    path = SCREENSHOTS / name
+    path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path), animations="disabled")
     return path

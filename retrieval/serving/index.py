@@ -44,8 +44,12 @@ class Manifest:
 class VectorIndex:
     """Inner-product search over L2-normalised vectors: exact (flat) or approximate (HNSW)."""
 
+    # An approximate index scores only this many nearest vectors for `all_scores`; the rest read as -1.
+    APPROXIMATE_POOL = 2000
+
     def __init__(self, index: faiss.Index):
         self.index = index
+        self._matrix: np.ndarray | None = None  # the vectors of an exact index, read once for all_scores
 
     @classmethod
     def build(cls, vectors: np.ndarray, exact_limit: int = EXACT_LIMIT) -> VectorIndex:
@@ -69,6 +73,28 @@ class VectorIndex:
     @property
     def dim(self) -> int:
         return int(self.index.d)
+
+    def all_scores(self, query: np.ndarray) -> np.ndarray:
+        """The inner product of one query with every stored vector, by id: one matrix product for an exact
+        index (the ranker scores every key); for an approximate one, its nearest APPROXIMATE_POOL, -1 elsewhere.
+
+        >>> v = VectorIndex.build(np.eye(3, dtype=np.float32))
+        >>> v.all_scores(np.array([0.0, 1.0, 0.0])).tolist()
+        [0.0, 1.0, 0.0]
+        """
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.dim:
+            raise ValueError(f"query dimension {query.shape[0]} does not match the index ({self.dim})")
+        if isinstance(self.index, faiss.IndexFlat):
+            if self._matrix is None:
+                self._matrix = self.index.reconstruct_n(0, self.size)
+            # einsum, not `@`: a matrix-vector product this size is quicker on one core than on BLAS's thread
+            # pool, which contends with the model's threads and with other questions answered at once.
+            return np.einsum("ij,j->i", self._matrix, query)
+        scores = np.full(self.size, -1.0, dtype=np.float32)
+        for i, s in self.search(query, self.APPROXIMATE_POOL)[0]:
+            scores[i] = s
+        return scores
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """Top-k (id, score) per query, best first; k is clamped to the index size, -1 padding dropped."""

@@ -107,12 +107,14 @@ class ProviderFinder:
         found = self.find_all(question)
         return found[0].provider if found else None
 
-    def strip(self, question: str, keep_names_if_empty: bool = True) -> str:
+    def strip(self, question: str, keep_names_if_empty: bool = True,
+              matches: list[ProviderMatch] | None = None) -> str:
         """The question (normalised) with every provider name taken out, so what is left says what is asked;
-        a question that is nothing but a name stays as it is unless `keep_names_if_empty` is False."""
+        a question that is nothing but a name stays as it is unless `keep_names_if_empty` is False.
+        `matches` are find_all's, when the caller has them already."""
         norm = normalise(question)
         keep = [True] * len(norm)
-        for m in self.find_all(question):
+        for m in self.find_all(question) if matches is None else matches:
             end = m.end
             if self.suffix and (after := self.suffix.match(norm, end)):
                 end = after.end()

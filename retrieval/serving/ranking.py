@@ -136,10 +136,7 @@ class Ranker:
 
     def similarities(self, vector: np.ndarray) -> np.ndarray:
         """Cosine between the question's vector and every key."""
-        hits = self.index.vectors.search(vector, self.index.vectors.size)[0]
-        sims = np.empty(self.index.vectors.size, dtype=np.float32)
-        sims[[i for i, _ in hits]] = [s for _, s in hits]
-        return sims
+        return self.index.vectors.all_scores(vector)
 
     def dense_scores(self, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per entry: best cosine over its phrasings, cosine with its answer, its topic's pooled cosine."""

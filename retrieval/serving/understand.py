@@ -73,8 +73,9 @@ class Reader:
             notices.append(self.kb.message("truncated", lang, limit=self.max_chars))
         text = text[: self.max_chars]
         carried = provider if isinstance(provider, str) and provider in self.kb.providers else None
-        named = self.finder.find(text)
-        rest = self.finder.strip(text, keep_names_if_empty=False)
+        mentions = self.finder.find_all(text)
+        named = mentions[0].provider if mentions else None
+        rest = self.finder.strip(text, keep_names_if_empty=False, matches=mentions)
         topic = topic if isinstance(topic, str) and topic in self.kb.topics else None
         return Understood(
             text=text, language=lang, provider=named or carried, named=named,

@@ -182,6 +182,22 @@ def test_secrets_stay_masked_in_what_is_written(kb_dir):
     assert CARD not in text and "4539" not in text and "••••" in text
 
 
+@pytest.mark.parametrize("kind", ["attach", "out_of_scope", "new_entry"])
+def test_secrets_stay_masked_in_every_file_download_and_record(kb_dir, tmp_path, kind):
+    # Even a question that reached the inbox unmasked (the store masks what it keeps) is written masked.
+    action = feed_action(kind, questions={"en": (f"my card {CARD} is declined", "cvv 123 rejected")})
+    text = render(action, load_knowledge(kb_dir))
+    store = FeedbackStore(tmp_path / "feedback.sqlite3")
+    try:
+        path, _, _ = file_action(action, kb_dir, store)
+        recorded = queries.actions(store)["questions"].tolist()
+    finally:
+        store.close()
+    for written in (text, patch(action, text), path.read_text(encoding="utf-8"), *recorded):
+        assert CARD not in written and "4539" not in written and "cvv 123" not in written, written
+        assert "my card •••• •••• •••• •••• is declined" in written and "cvv ••• rejected" in written
+
+
 def test_a_question_with_a_hash_survives_yaml(kb_dir):
     _, kb = save(feed_action(questions={"zh": ("拨 #225# 查余额",)}), kb_dir)
     assert kb.by_id["gv-topup"].questions["zh"][-1] == "拨 #225# 查余额"

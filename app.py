@@ -449,10 +449,13 @@ def answer_now(request: dict, n: int) -> None:
     with st.chat_message("assistant"):
         with st.spinner(ui("thinking")):
             language = None if conv.language == "auto" else conv.language
+            # Asked now, not at the page's last full run: only this slot reruns, and the operator may have
+            # switched in a new index since.
+            current = serving(get_assistant)
             if request.get("entry_id") in kb.by_id:
-                answer = assistant.answer_entry(request["entry_id"], language or ui_language(), request["question"])
+                answer = current.answer_entry(request["entry_id"], language or ui_language(), request["question"])
             else:
-                answer = assistant.ask(request["question"], provider=request.get("provider") or conv.provider,
+                answer = current.ask(request["question"], provider=request.get("provider") or conv.provider,
                                        language=language, topic=conv.topic)
         turn = Turn(said, answer)
         conv.turns.append(turn)

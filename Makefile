@@ -11,7 +11,7 @@ PREPARED := var/.prepared
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run dev test screenshots setup prepare browser postgres lint bench eval clean
+.PHONY: run dev test screenshots setup prepare browser postgres nginx lint bench eval clean
 
 # Production settings come from .streamlit/config.toml (no file watcher, no run-on-save); chat_server.py loads
 # the assistant when the server starts, so the first visitor does not wait for it.
@@ -23,7 +23,7 @@ dev: $(PREPARED)
 	$(PY) -m streamlit run chat_server.py --server.port $(PORT) \
 		--server.fileWatcherType auto --server.runOnSave true
 
-test: $(PREPARED) browser postgres
+test: $(PREPARED) browser postgres nginx
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -64,6 +64,18 @@ postgres:
 		mkdir -p /etc/postgresql-common/createcluster.d && \
 		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/no-main-cluster.conf && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+# Debian's nginx for the replicas behind a proxy (deploy/replicas.py starts its own, on loopback, with its own
+# configuration in a temporary folder). The package's own service is never started: policy-rc.d says no while
+# it installs, when the machine has no such policy already.
+nginx:
+	@if [ ! -x /usr/sbin/nginx ]; then \
+		echo "installing nginx"; \
+		policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+		status=$$?; [ -n "$$policy" ] && rm -f /usr/sbin/policy-rc.d; exit $$status; \
 	fi
 
 lint: $(STAMP)

@@ -279,6 +279,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--api", action="store_true", help="only the HTTP API at 1, 8 and 64 clients, beside the engine")
     bench.add_argument("--web", action="store_true", help="only the chat server: CPU per answer and per idle session, "
                        "50 conversations at once")
+    bench.add_argument("--memory", action="store_true", help="only the servers' resident memory: after start and "
+                       "after 100 questions, and where it goes")
     return p
 
 
@@ -301,7 +303,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO 
             from retrieval.learn.commands import cmd_inbox
             return cmd_inbox(args, settings, out)
         if args.command == "bench":
-            from retrieval.measure.bench import cmd_bench, cmd_bench_api, cmd_bench_web
+            from retrieval.measure.bench import cmd_bench, cmd_bench_api, cmd_bench_memory, cmd_bench_web
+            if args.memory:
+                return cmd_bench_memory(args, settings, out)
             return (cmd_bench_api if args.api else cmd_bench_web if args.web else cmd_bench)(args, settings, out)
     except (KnowledgeError, ModelError, IndexStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,11 @@ class Provider:
     aliases: tuple[str, ...]
     support_url: str
     domains: tuple[str, ...] = ()  # the provider's own web domains: a source elsewhere is not its own word
+
+    def short_name(self, lang: str) -> str:
+        """The name without its explanation in brackets ("Tello（T-Mobile 网络的…）" → "Tello"), for use inside a
+        sentence that is itself in brackets."""
+        return re.sub(r"\s*[（(][^（）()]*[）)]\s*$", "", self.name[lang]) or self.name[lang]
 
     def owns(self, url: str) -> bool:
         host = (urlparse(url).hostname or "").lower()

@@ -9,6 +9,7 @@ from pathlib import Path
 from retrieval.build.index import load_or_build
 from retrieval.knowledge import load_knowledge
 from retrieval.serving.assistant import Assistant
+from retrieval.serving.compact import compact_jieba, release_freed_memory
 from retrieval.serving.embedder import Embedder, HashingEmbedder, ModelError, SentenceTransformerEmbedder
 from retrieval.settings import DEFAULT_MODEL, Settings
 
@@ -36,7 +37,8 @@ def make_embedder(settings: Settings, progress: Progress | None = None) -> Embed
     if settings.model == HashingEmbedder.name:
         return HashingEmbedder()
     path = prepare_model(settings, progress)
-    return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend)
+    return SentenceTransformerEmbedder(path, name=settings.model, backend=settings.backend,
+                                       busy_model=settings.busy_model)
 
 
 def keep_word_cache_in(data_dir: Path) -> None:
@@ -54,7 +56,10 @@ def load_assistant(settings: Settings | None = None, progress: Progress | None =
     """Knowledge, model and index, checked and ready: the expensive object, built once per process."""
     settings = settings or Settings.from_env()
     keep_word_cache_in(settings.data_dir)
+    compact_jieba()  # jieba's dictionary in arrays, not a dict of half a million strings (retrieval/serving/compact.py)
     kb = load_knowledge(settings.knowledge_dir)  # before the model: a broken knowledge base fails fast
     embedder = embedder or make_embedder(settings, progress)
     index = load_or_build(kb, embedder, settings.index_dir, progress)
-    return Assistant(kb, index, embedder, max_question_chars=settings.max_question_chars)
+    assistant = Assistant(kb, index, embedder, max_question_chars=settings.max_question_chars)
+    release_freed_memory()  # what loading freed (parsed files, the model's compilation) leaves the process
+    return assistant

@@ -29,6 +29,10 @@ class Settings:
     # openvino: the same vectors (cosine 0.9999) about twice as fast, and no torch import at start-up;
     # torch: sentence-transformers as it comes. Both give the same development-set numbers.
     backend: str = "openvino"
+    # openvino: a second compiled model (one stream per core) takes questions that arrive while one is being
+    # embedded: more answers a second from one process, for about 90 MiB. Replicas behind a proxy already
+    # answer side by side, and run without it (docs/deploy.md).
+    busy_model: bool = True
     feedback_db: Path = ROOT / "var" / "feedback.sqlite3"
     # postgresql://user:password@host/db: the store on a PostgreSQL server instead of feedback_db (SQLite).
     database_url: str = ""
@@ -59,6 +63,7 @@ class Settings:
             models_dir=Path(env.get("ASSISTANT_MODELS_DIR", base.models_dir)),
             model=env.get("ASSISTANT_MODEL", base.model),
             backend=env.get("ASSISTANT_BACKEND", base.backend),
+            busy_model=env.get("ASSISTANT_BUSY_MODEL", "1").strip().lower() not in ("0", "false", "no", "off"),
             feedback_db=Path(env.get("ASSISTANT_FEEDBACK_DB", data_dir / "feedback.sqlite3")),
             database_url=env.get("ASSISTANT_DATABASE_URL", "").strip(),
             operator_password=env.get("ASSISTANT_OPERATOR_PASSWORD", ""),

@@ -227,3 +227,32 @@ def test_concurrent_questions_use_the_busy_model_and_get_the_same_vectors(real_s
     assert embedder._busy_compiled is not None  # the questions overlapped, so the busy model served some
     for vectors in results.values():
         assert ((vectors * alone).sum(axis=1) >= 0.9999).all()
+
+
+@pytest.mark.model
+def test_without_the_busy_model_overlapping_questions_share_one_model_and_get_the_same_vectors(real_settings):
+    """ASSISTANT_BUSY_MODEL=0 (what replicas run): questions that overlap wait for the one compiled model."""
+    import threading
+
+    from retrieval.loading import prepare_model
+    from retrieval.serving.embedder import SentenceTransformerEmbedder
+    from retrieval.settings import Settings
+
+    assert Settings.from_env({"ASSISTANT_BUSY_MODEL": "0"}).busy_model is False
+    assert Settings.from_env({}).busy_model is True
+    embedder = SentenceTransformerEmbedder(prepare_model(real_settings), backend="openvino", busy_model=False)
+    texts = ["GV怎么充值", "how do I renew Mint", "卡被拒了怎么办", "Tello PAYG 会过期吗"] * 6
+    alone = embedder.embed_queries(texts)
+    results: dict[int, np.ndarray] = {}
+
+    def work(n: int) -> None:
+        results[n] = np.vstack([embedder.embed_queries([t]) for t in texts])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert embedder._busy_compiled is None
+    for vectors in results.values():
+        assert ((vectors * alone).sum(axis=1) >= 0.9999).all()

@@ -302,3 +302,11 @@ def test_learned_keys_come_last_so_written_ones_keep_their_place(kb_dir):
     assert [(k.entry_id, k.kind, k.text) for k in after[len(before):]] == [
         ("gv-topup", KeyKind.QUESTION, "怎么喂钱"), ("gv-topup", KeyKind.QUESTION, "how do i feed my"),
         ("", KeyKind.OFF_TOPIC, "what is the weather on mars")]
+
+
+def test_short_name_drops_the_bracketed_explanation():
+    kb = load_knowledge(ROOT / "knowledge")
+    assert kb.providers["tello"].short_name("zh") == "Tello"
+    assert kb.providers["att_prepaid"].short_name("zh") == "AT&T Prepaid"
+    assert kb.providers["ringcentral"].short_name("en") == "RingCentral"
+    assert kb.providers["us_mobile"].short_name("zh") == "US Mobile"

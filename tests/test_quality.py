@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.measure.evaluate import load_dev_set, metrics, run
+from retrieval.measure.evaluate import TEST_SET, load_dev_set, metrics, run
 from retrieval.serving.answer import Kind
 
 pytestmark = pytest.mark.model
@@ -26,6 +26,21 @@ def test_out_of_scope_declined(dev_metrics):
 
 def test_in_scope_rarely_declined(dev_metrics):
     assert dev_metrics["in_scope_declined"] <= 0.03
+
+
+@pytest.fixture(scope="module")
+def test_metrics(real_assistant):
+    return metrics(run(real_assistant, load_dev_set(TEST_SET)))
+
+
+def test_frozen_test_set_floor(test_metrics):
+    # The frozen test set, never tuned on: a change that loses ground here is reverted, whatever the dev set
+    # says. The gate is top-1 0.88; today's is 0.837 (README, quality), so the floor holds what we
+    # have with a margin for a new knowledge entry, and rises as the test-set number does.
+    print(test_metrics)
+    assert test_metrics["top1"] >= 0.80
+    assert test_metrics["oos_declined"] >= 0.85
+    assert test_metrics["in_scope_declined"] <= 0.07
 
 
 def test_gv_top_up_has_menu_path_cap_and_card_help(real_assistant):
@@ -65,3 +80,9 @@ def test_provider_recognised_in_any_spelling(real_assistant, question, provider)
 def test_skype_top_up_says_retired(real_assistant):
     a = real_assistant.ask("skype怎么充值")
     assert a.provider == "skype" and ("2025" in a.markdown) and a.hits[0].topic in ("topup_steps", "service_status")
+
+
+def test_general_advice_note_names_the_provider_without_nested_brackets(real_assistant):
+    a = real_assistant.ask("Tello 充值多久到账")
+    assert a.kind is Kind.ANSWER and a.markdown.startswith("_（Tello 没有这方面的专门说明")
+    assert "（Tello（" not in a.markdown

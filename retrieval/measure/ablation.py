@@ -47,13 +47,13 @@ def _rebuilt(kb_changes: dict | None = None, fit: FitConfig | None = None) -> Ca
 
 
 VARIANTS = (
-    Variant("**as shipped**: vocabulary, topic model (weight 1), learned decline rule", lambda a: a, False),
+    Variant("**as shipped**: product words, topic model (weight 1), learned decline rule", lambda a: a, False),
     Variant("without the topic model (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
     Variant("topic model alone decides the topic (weight 100)", _with({"topic_weight": 100.0})),
     Variant("without the learned decline rule (the hand-set thresholds)", _with(THRESHOLDS), False),
     Variant("nearest phrasing only (no topic pooling, answers, BM25, topic model)",
             _with({"topic_weight": 0.0}, RankingConfig(weight_topic=0.0, weight_answers=0.0, weight_lexical=0.0))),
-    Variant("without the vocabulary (交话费, refill ... matched as typed)",
+    Variant("without the product words (美国E卡, US SIM card ... kept in the question)",
             _rebuilt({"vocabulary": (), "product_words": ()})),
     Variant("without context around phrasings when fitting the classifiers", _rebuilt(fit=FitConfig(augment_every=0))),
 )

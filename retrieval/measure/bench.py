@@ -527,6 +527,7 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     web: list[tuple[str, ...]] = field(default_factory=list)   # the Streamlit server's own rows
     api: ApiBench | None = None
+    servers_memory: object | None = None  # memory.MemoryBench: both servers after start and after 100 questions
 
 
 def _ms(value: float) -> str:
@@ -570,6 +571,10 @@ def summary_rows(r: BenchResult) -> list[tuple[str, str, str, str]]:
     if r.memory:
         rows.append(("resident memory after loading the assistant (VmRSS; peak VmHWM)",
                      f"{r.memory.get('VmRSS', 0):.0f} MiB (peak {r.memory.get('VmHWM', 0):.0f} MiB)", "—", "—"))
+    if r.servers_memory is not None:
+        from retrieval.measure import memory
+
+        rows += memory.summary(r.servers_memory)
     largest = [row for row in r.index_rows if row.kind == "hnsw" and row.n == max(x.n for x in r.index_rows)]
     if largest:
         h = largest[0]
@@ -625,6 +630,10 @@ def render_markdown(r: BenchResult, plots: Sequence[str] = ()) -> str:
         lines += [f"| {ef} | {rec:.3f} | {_ms(p50)} |" for ef, rec, p50 in r.ef_sweep]
     if r.api:
         lines += render_api(r.api)
+    if r.servers_memory is not None:
+        from retrieval.measure import memory
+
+        lines += memory.render(r.servers_memory)
     lines += ["", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r.machine.items()]
     if r.notes:
@@ -733,9 +742,11 @@ def cmd_bench(args, settings: Settings, out: TextIO) -> int:
             f"{statistics.median(times):.1f} s median of {len(times)} (min {min(times):.1f}, max {max(times):.1f})")
         cold.update(first_time_preparation(settings, say))
         cold["fresh `make run` to first answer in the browser"] = browser_first_answer(say)
+    servers_memory = measure_memory(say, page=not quick)
     web = web_rows(quick, say)
     info["load average (1/5/15 min) at end"] = load_average()
-    result = BenchResult(info, latencies, qps, memory, load_s, rows, sweep, cold, notes, web=web, api=api)
+    result = BenchResult(info, latencies, qps, memory, load_s, rows, sweep, cold, notes, web=web, api=api,
+                         servers_memory=servers_memory)
     path, text = write_report(result, Path(args.out))
     print(text, file=out)
     say(f"wrote {path}")
@@ -774,6 +785,35 @@ def cmd_bench_web(args, settings: Settings, out: TextIO) -> int:
                       *("| " + " | ".join(row) + " |" for row in web), "", "## Machine", "", "| | |", "|---|---|",
                       *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
     path = Path(args.out) / "web.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(text, file=out)
+    _progress(f"wrote {path}")
+    return 0
+
+
+# -- memory of the servers ------------------------------------------------------------------------
+def measure_memory(say: Say, page: bool = True):
+    """Both servers' resident memory after start and after 100 questions, and where it goes
+    (retrieval/measure/memory.py); the page is skipped when Chromium is not installed."""
+    from retrieval.measure import memory
+
+    page = page and importlib.util.find_spec("playwright") is not None and Path("/usr/bin/chromium").exists()
+    return memory.server_memory(say, page=page)
+
+
+def cmd_bench_memory(args, settings: Settings, out: TextIO) -> int:
+    """`bench --memory`: only the servers' memory; prints the section and writes `<out>/memory.md`."""
+    from retrieval.measure import memory
+
+    info = machine(settings)
+    result = measure_memory(_progress, page=not getattr(args, "quick", False))
+    info["load average (1/5/15 min) at end"] = load_average()
+    text = "\n".join(["# Bench: memory", "", "| measurement | value | target | |", "|---|---|---|---|",
+                      *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in memory.summary(result)),
+                      *memory.render(result), "", "## Machine", "", "| | |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
+    path = Path(args.out) / "memory.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     print(text, file=out)

@@ -94,14 +94,15 @@ class Session:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, url: str, locale: str = "zh-CN", query_string: str = "",
-                   timeout: float = RUN_TIMEOUT) -> AsyncIterator[Session]:
-        """Connect, run the page once (as loading it in a browser does), and close on the way out."""
+                   timeout: float = RUN_TIMEOUT, headers: dict[str, str] | None = None) -> AsyncIterator[Session]:
+        """Connect, run the page once (as loading it in a browser does), and close on the way out. `headers` go
+        with the websocket's opening request (a proxy's sticky-session cookie, say)."""
         from websockets.asyncio.client import connect
 
         session = cls(url.rstrip("/"), locale, query_string)
         ws_url = session.url.replace("http://", "ws://").replace("https://", "wss://") + "/_stcore/stream"
         async with connect(ws_url, subprotocols=["streamlit"], max_size=None, compression=None,
-                           open_timeout=timeout, ping_interval=None) as ws:
+                           open_timeout=timeout, ping_interval=None, additional_headers=headers) as ws:
             session.ws = ws
             session._reader = asyncio.create_task(session._read())
             try:

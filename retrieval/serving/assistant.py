@@ -208,7 +208,7 @@ class Assistant:
         from_general = provider is not None and entry.provider == "general" and \
             not self.kb.entries_for(provider, entry.topic)
         if from_general:
-            name = self.kb.providers[provider].name[lang]
+            name = self.kb.providers[provider].short_name(lang)
             markdown = f"_{self.kb.message('from_general', lang, provider=name)}_\n\n{markdown}"
         hits = self._hits(offers, lang) if offers else self._entry_hit(entry_id, lang)
         return Answer(provider=provider or (entry.provider if entry.provider != "general" else None),

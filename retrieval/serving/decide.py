@@ -31,12 +31,12 @@ class DecisionConfig:
     # regression over DeclineSignals.features(), fitted on the development sets by
     # `python -m retrieval eval --calibrate`; a question is declined when the probability that it is ours
     # falls under min_answer_probability (chosen by cross-validation for about 2% of real questions declined).
-    # Fitted 2026-12-01 on the three development sets (1,007 questions reaching the decision, 251 out of
-    # scope); cross-validated: 90% of out-of-scope questions declined, 2.1% of in-scope ones.
-    decline_weights: tuple[float, ...] = (10.241, 50.4797, 6.6168, 1.3898, 0.4187, 2.6848, 0.2961, 0.0764, 2.1408,
-                                          -0.1174, -0.2579, 2.3788, 1.4777)
-    decline_bias: float = -18.5912
-    min_answer_probability: float = 0.353
+    # Fitted 2026-12-02 on the three development sets (1,007 questions reaching the decision, 251 out of
+    # scope); cross-validated: 88% of out-of-scope questions declined, 2.1% of in-scope ones.
+    decline_weights: tuple[float, ...] = (10.3855, 46.843, 7.1891, 1.6765, 0.8586, 2.2687, 0.2419, -0.0069, 1.7165,
+                                          -0.1034, -0.1855, 1.8819, 1.9739)
+    decline_bias: float = -19.261
+    min_answer_probability: float = 0.3705
     # A declined question this close to a phrasing gets the nearest entries as suggestions.
     suggest_floor: float = 0.88
     suggestions: int = 3

@@ -46,7 +46,8 @@ class SentenceTransformerEmbedder:
     # the rest: each answer a little slower, more answers a second (compiled the first time it is needed).
     OPENVINO_BUSY_CONFIG = {"PERFORMANCE_HINT": "THROUGHPUT"}
 
-    def __init__(self, path: str, name: str | None = None, backend: str = "torch", batch_size: int = 32):
+    def __init__(self, path: str, name: str | None = None, backend: str = "torch", batch_size: int = 32,
+                 busy_model: bool = True):
         if backend not in self.BACKENDS:
             raise ModelError(f"unknown backend {backend!r} (ASSISTANT_BACKEND): use one of {', '.join(self.BACKENDS)}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,6 +55,7 @@ class SentenceTransformerEmbedder:
         self.name = name or path
         self.backend = backend
         self.batch_size = batch_size
+        self.busy_model = busy_model  # False: overlapping questions wait for the one model (no second copy)
         self.model = None  # the SentenceTransformer, for the torch backend
         try:
             if backend == "openvino":
@@ -101,19 +103,23 @@ class SentenceTransformerEmbedder:
         ov = self._import_openvino()
         export = path / self.EXPORT_DIR
         source = self._export_source(path, ov.__version__)
-        compiled, names = None, self._exported_inputs(export, source)
+        core = ov.Core()
+        compiled, model, names = None, None, self._exported_inputs(export, source)
         if names:
             try:
-                compiled = ov.Core().compile_model(str(export / self.EXPORT_FILE), "CPU", self.OPENVINO_CONFIG)
+                model = core.read_model(str(export / self.EXPORT_FILE))
+                compiled = core.compile_model(model, "CPU", self.OPENVINO_CONFIG)
             except RuntimeError:  # a damaged export: make it again
-                compiled = None
+                compiled = model = None
         if compiled is None:
-            model, names = self._export(path)
-            compiled = ov.Core().compile_model(model, "CPU", self.OPENVINO_CONFIG)
-            self._save_export(ov, model, export, {**source, "inputs": names})
+            traced, names = self._export(path)
+            compiled = core.compile_model(traced, "CPU", self.OPENVINO_CONFIG)
+            self._save_export(ov, traced, export, {**source, "inputs": names})
         self._compiled, self._input_names = compiled, names
         self._requests = threading.local()  # one infer request per thread: a request is not shareable
-        self._ov, self._export_file = ov, export / self.EXPORT_FILE
+        # The busy model is compiled from this same read model, so the weights file is mapped once (a second
+        # read maps it again, and every page the two touch counts twice in the process's memory).
+        self._core, self._model, self._export_file = core, model, export / self.EXPORT_FILE
         self._busy_compiled = None
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -166,15 +172,16 @@ class SentenceTransformerEmbedder:
             if busy:
                 with self._lock:
                     if self._busy_compiled is None:
-                        self._busy_compiled = self._ov.Core().compile_model(
-                            str(self._export_file), "CPU", self.OPENVINO_BUSY_CONFIG)
+                        if self._model is None:  # exported just now: the traced model in memory is gone
+                            self._model = self._core.read_model(str(self._export_file))
+                        self._busy_compiled = self._core.compile_model(self._model, "CPU", self.OPENVINO_BUSY_CONFIG)
             request = (self._busy_compiled if busy else self._compiled).create_infer_request()
             setattr(self._requests, name, request)
         return request
 
     def _encode_openvino(self, texts: list[str], prompt: str) -> np.ndarray:
         with self._lock:
-            busy = self._in_flight > 0 and self._export_file.is_file()
+            busy = self.busy_model and self._in_flight > 0 and self._export_file.is_file()
             self._in_flight += 1
         try:
             return self._encode_with(self._request(busy), texts, prompt)

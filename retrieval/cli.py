@@ -25,7 +25,7 @@ from retrieval.api.request import (
 from retrieval.knowledge import LANGUAGES, KnowledgeError, load_knowledge, older_than_years, parse_source
 from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
-from retrieval.settings import Settings
+from retrieval.settings import Settings, SettingsError
 
 
 def _progress(message: str) -> None:
@@ -213,6 +213,9 @@ def cmd_prepare(args, settings: Settings, out: TextIO) -> int:
     from retrieval.loading import load_assistant
 
     assistant = load_assistant(settings, progress=_progress)
+    if assistant.index.unsaved:  # preparing is saving: the page and `ask` would each build it again
+        print("error: the index was built but could not be saved (said above)", file=sys.stderr)
+        return 1
     m = assistant.index.manifest
     print(f"ready: {len(assistant.kb.entries)} entries, {m.keys} vectors, model {m.model} ({m.dim} dims)", file=out)
     return 0
@@ -265,6 +268,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-test", action="store_true", help="score the development sets only")
     ev.add_argument("--no-baselines", action="store_true")
     ev.add_argument("--worst", type=int, default=15)
+    ev.add_argument("--json", action="store_true",
+                    help="print the numbers as one JSON object instead of the report (as check --json)")
     ev.add_argument("--save", default=None, metavar="PATH", help="also write the numbers to this JSON file")
     ev.add_argument("--calibrate", action="store_true",
                     help="fit the decline rule on the development sets first (prints its weights)")
@@ -286,7 +291,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO = sys.stdin) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.command == "check":
             return cmd_check(args, settings, out)
@@ -296,6 +305,12 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO 
             return cmd_prepare(args, settings, out)
         if args.command == "serve":
             return cmd_serve(args, settings, out)
+        if args.command == "eval" and args.ablation:
+            if args.json:
+                print("error: --ablation prints a table; it has no --json", file=sys.stderr)
+                return 2
+            from retrieval.measure.ablation import cmd_ablation
+            return cmd_ablation(args, settings, out)
         if args.command == "eval":
             from retrieval.measure.evaluate import cmd_eval
             return cmd_eval(args, settings, out)

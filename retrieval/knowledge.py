@@ -79,8 +79,6 @@ class Topic:
 class Provider:
     id: str
     name: dict[str, str]
-    kind: str
-    status: str
     aliases: tuple[str, ...]
     support_url: str
     domains: tuple[str, ...] = ()  # the provider's own web domains: a source elsewhere is not its own word
@@ -93,7 +91,6 @@ class Provider:
     def owns(self, url: str) -> bool:
         host = (urlparse(url).hostname or "").lower()
         return any(host == d or host.endswith("." + d) for d in self.domains)
-
 
 
 @dataclass(frozen=True)
@@ -427,9 +424,8 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
                  for lang in LANGUAGES if written.get(lang) or learned.off_topic.get(lang)}
     learned_off_topic = {lang: texts[len(written.get(lang, ())):] for lang, texts in off_topic.items()
                          if len(texts) > len(written.get(lang, ()))}
-    providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.kind,
-                                         f.provider.status, f.provider.aliases, f.provider.support_url,
-                                         f.provider.domains) for f in files.values()}
+    providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.aliases,
+                                         f.provider.support_url, f.provider.domains) for f in files.values()}
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
                          topics=topics, messages=messages, off_topic=off_topic,
                          entries=tuple(_entry(e, f.provider.id, name, learned)

@@ -214,6 +214,7 @@ class EntrySchema(Schema):
 class ProviderSchema(Schema):
     id: Text
     name: PerLanguage[Text]
+    # kind and status describe the provider to whoever edits the catalog; the assistant reads neither.
     kind: Literal[PROVIDER_KINDS]  # type: ignore[valid-type]
     status: Literal[PROVIDER_STATUSES]  # type: ignore[valid-type]
     aliases: tuple[Text, ...] = ()

@@ -11,22 +11,27 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from retrieval.build.index import build_index  # noqa: E402
-from retrieval.knowledge import load_knowledge  # noqa: E402
-from retrieval.serving.embedder import HashingEmbedder  # noqa: E402
-from retrieval.settings import ROOT, Settings  # noqa: E402
+from retrieval.build.index import build_index
+from retrieval.knowledge import load_knowledge
+from retrieval.serving.embedder import HashingEmbedder
+from retrieval.settings import ROOT, Settings
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
+
+
+def copy_tiny_kb(folder: Path) -> Path:
+    """A writable copy of the tiny knowledge base in `folder`, with the real catalog and messages."""
+    target = folder / "knowledge"
+    shutil.copytree(FIXTURE_KB, target)
+    for name in ("catalog.yaml", "messages.yaml", "out_of_scope.yaml", "conversation.yaml", "vocabulary.yaml"):
+        shutil.copy(ROOT / "knowledge" / name, target / name)
+    return target
 
 
 @pytest.fixture
 def kb_dir(tmp_path: Path) -> Path:
     """A writable copy of the tiny knowledge base, with the real catalog and messages."""
-    target = tmp_path / "knowledge"
-    shutil.copytree(FIXTURE_KB, target)
-    for name in ("catalog.yaml", "messages.yaml", "out_of_scope.yaml", "conversation.yaml", "vocabulary.yaml"):
-        shutil.copy(ROOT / "knowledge" / name, target / name)
-    return target
+    return copy_tiny_kb(tmp_path)
 
 
 @pytest.fixture

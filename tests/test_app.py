@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 import pytest
@@ -323,6 +324,20 @@ def test_page_starts_and_answers_when_the_store_cannot_be_opened(make_app, tmp_p
     whole_page(at)
     at.pills[0].set_value(1).run()                     # rating still works: it waits with the question
     assert not at.exception
+
+
+def test_page_answers_from_an_index_in_memory_when_the_data_folder_cannot_be_written(make_app, tmp_path,
+                                                                                    monkeypatch, caplog):
+    blocker = tmp_path / "data-is-a-file"
+    blocker.write_text("a file where the data folder should be")
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(blocker))
+    with caplog.at_level(logging.WARNING, logger="retrieval.build.index"):
+        at = make_app()
+        assert not at.error  # not "the assistant cannot start"
+        assert "Settings → Payments → Add credit" in markdown(ask(at, "GV怎么充值"))
+        second = make_app()  # another visitor: the same index, not built (nor said) again
+        assert "Settings → Payments → Add credit" in markdown(ask(second, "GV怎么充值"))
+    assert caplog.text.count("from memory") == 1 and str(blocker) in caplog.text
 
 
 def test_answer_is_shown_with_a_note_while_the_database_is_locked(make_app, tmp_path, monkeypatch):

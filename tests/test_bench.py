@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,6 +12,7 @@ from retrieval.measure.bench import (
     cluster_centres,
     clustered_vectors,
     exact_crossover,
+    hostile_pastes,
     index_memory_bytes,
     measure_index,
     percentiles,
@@ -131,128 +130,7 @@ def test_report_without_index_rows_or_throughput():
     assert text.count("| this assistant |") == 1
 
 
-# -- the OpenVINO backend of the embedder ---------------------------------------------------------
-def test_unknown_backend_is_refused_with_the_choices():
-    from retrieval.serving.embedder import ModelError, SentenceTransformerEmbedder
-
-    with pytest.raises(ModelError, match="unknown backend 'onnx'.*torch, openvino"):
-        SentenceTransformerEmbedder("/nonexistent", backend="onnx")
-
-
-def test_openvino_export_is_redone_when_the_weights_change(tmp_path):
-    import json
-    import os
-
-    from retrieval.serving.embedder import SentenceTransformerEmbedder as E
-
-    (tmp_path / "model.safetensors").write_bytes(b"weights")
-    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
-    export = tmp_path / E.EXPORT_DIR
-    source = E._export_source(tmp_path, "2026.4.1")
-    assert E._exported_inputs(export, source) is None  # nothing exported yet
-    export.mkdir()
-    (export / E.EXPORT_FILE).write_text("<net/>", encoding="utf-8")
-    (export / E.EXPORT_SOURCE).write_text(json.dumps({**source, "inputs": ["input_ids", "attention_mask"]}),
-                                          encoding="utf-8")
-    assert E._exported_inputs(export, source) == ["input_ids", "attention_mask"]
-    assert E._exported_inputs(export, E._export_source(tmp_path, "2027.0.0")) is None  # another OpenVINO
-    os.utime(tmp_path / "model.safetensors", ns=(1, 1))  # re-converted weights
-    assert E._exported_inputs(export, E._export_source(tmp_path, "2026.4.1")) is None
-    (export / E.EXPORT_SOURCE).write_text("{not json", encoding="utf-8")
-    assert E._exported_inputs(export, source) is None
-
-
-def test_openvino_backend_refuses_a_model_it_cannot_reproduce(tmp_path):
-    from retrieval.serving.embedder import ModelError, SentenceTransformerEmbedder
-
-    (tmp_path / "modules.json").write_text('[{"type": "sentence_transformers.models.Transformer"}, '
-                                           '{"type": "sentence_transformers.models.Pooling"}]', encoding="utf-8")
-    (tmp_path / "1_Pooling").mkdir()
-    (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}', encoding="utf-8")
-    with pytest.raises(ModelError, match="mean pooling.*ASSISTANT_BACKEND=torch"):
-        SentenceTransformerEmbedder(str(tmp_path), backend="openvino")
-
-
-EDGE_TEXTS = ["GV怎么充值", "how do I top up Google Voice?", "", "a", "🙂🙂", "？？？", "Talkatone 充值 failed 了",
-              "<s> </s> <unk>", "谷歌语音" * 300]
-
-
-@pytest.mark.model
-def test_openvino_embeddings_match_torch(real_settings):
-    import sys
-
-    from retrieval.loading import prepare_model
-    from retrieval.serving.embedder import SentenceTransformerEmbedder
-
-    path = prepare_model(real_settings)
-    torch_embedder = SentenceTransformerEmbedder(path, backend="torch")
-    openvino = SentenceTransformerEmbedder(path, backend="openvino")
-    assert torch_embedder.model is not None and openvino.model is None  # no torch model behind OpenVINO
-    assert (Path(path) / "openvino" / "openvino_model.xml").is_file()  # exported once, kept with the model
-    assert sys.modules.get("openvino_telemetry") is None  # nothing reported anywhere
-    for prompt in ("query: ", "passage: "):  # the very same tokens as sentence-transformers' own
-        texts = [prompt + t for t in EDGE_TEXTS]
-        expected = torch_embedder.model[0].preprocess(texts)["input_ids"].tolist()
-        assert [e.ids for e in openvino._tokenizer.encode_batch(texts)] == expected
-    for embed in ("embed_queries", "embed_passages"):
-        one_by_one = np.vstack([getattr(openvino, embed)([t]) for t in EDGE_TEXTS])
-        batched = getattr(openvino, embed)(EDGE_TEXTS)
-        reference = getattr(torch_embedder, embed)(EDGE_TEXTS)
-        assert ((one_by_one * reference).sum(axis=1) >= 0.999).all()
-        assert ((batched * reference).sum(axis=1) >= 0.999).all()
-    assert openvino.embed_queries([]).shape == (0, openvino.dim)
-
-
-@pytest.mark.model
-def test_concurrent_questions_use_the_busy_model_and_get_the_same_vectors(real_settings):
-    """A second question arriving while one is embedded runs on the throughput model: same vectors."""
-    import threading
-
-    from retrieval.loading import prepare_model
-    from retrieval.serving.embedder import SentenceTransformerEmbedder
-
-    embedder = SentenceTransformerEmbedder(prepare_model(real_settings), backend="openvino")
-    texts = ["GV怎么充值", "how do I renew Mint", "卡被拒了怎么办", "Tello PAYG 会过期吗"] * 6
-    alone = embedder.embed_queries(texts)
-    results: dict[int, np.ndarray] = {}
-
-    def work(n: int) -> None:
-        results[n] = np.vstack([embedder.embed_queries([t]) for t in texts])
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert embedder._busy_compiled is not None  # the questions overlapped, so the busy model served some
-    for vectors in results.values():
-        assert ((vectors * alone).sum(axis=1) >= 0.9999).all()
-
-
-@pytest.mark.model
-def test_without_the_busy_model_overlapping_questions_share_one_model_and_get_the_same_vectors(real_settings):
-    """ASSISTANT_BUSY_MODEL=0 (what replicas run): questions that overlap wait for the one compiled model."""
-    import threading
-
-    from retrieval.loading import prepare_model
-    from retrieval.serving.embedder import SentenceTransformerEmbedder
-    from retrieval.settings import Settings
-
-    assert Settings.from_env({"ASSISTANT_BUSY_MODEL": "0"}).busy_model is False
-    assert Settings.from_env({}).busy_model is True
-    embedder = SentenceTransformerEmbedder(prepare_model(real_settings), backend="openvino", busy_model=False)
-    texts = ["GV怎么充值", "how do I renew Mint", "卡被拒了怎么办", "Tello PAYG 会过期吗"] * 6
-    alone = embedder.embed_queries(texts)
-    results: dict[int, np.ndarray] = {}
-
-    def work(n: int) -> None:
-        results[n] = np.vstack([embedder.embed_queries([t]) for t in texts])
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert embedder._busy_compiled is None
-    for vectors in results.values():
-        assert ((vectors * alone).sum(axis=1) >= 0.9999).all()
+def test_hostile_pastes_are_distinct_pastes_of_the_asked_length(tiny_assistant):
+    pastes = hostile_pastes(1_000)
+    assert len(set(pastes)) == len(pastes) == 24 and {len(p) for p in pastes} == {1_001}
+    assert all(tiny_assistant.ask(p).question for p in pastes)  # the bench times what the assistant answers

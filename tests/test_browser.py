@@ -310,6 +310,7 @@ def test_the_users_own_words_are_shown_as_typed(chat_page, live_server):
     ask(page, typed)
     mine = content(user_messages(page).last)
     expect(mine).to_have_text(typed)
+    assert mine.inner_text() == typed  # line breaks and the four-space indent as typed, not just the words
     for markup in ("h1", "h2", "pre", "code", "a", "strong", '[data-testid="stIconMaterial"]'):
         expect(mine.locator(markup)).to_have_count(0)
 

@@ -184,6 +184,19 @@ def test_serve_refuses_a_port_that_is_not_one(port, capsys):
     assert exit_info.value.code == 2 and "port number from 1 to 65535" in capsys.readouterr().err
 
 
+def test_a_data_folder_that_cannot_be_written_answers_but_prepare_fails(env, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = {**env, "ASSISTANT_DATA_DIR": str(blocker)}
+    asked = run(["ask", "gv", "top", "up"], env)
+    assert asked.returncode == 0 and "**Add Google Voice credit**" in asked.stdout  # from the index in memory
+    assert asked.stderr.count("from memory") == 1 and "previous index" not in asked.stderr
+    prepared = run(["prepare"], env)
+    assert prepared.returncode == 1 and "could not be saved" in prepared.stderr  # preparing is saving
+    # (jieba logs its own traceback when it cannot write its cache there; none may come from ours)
+    assert f'File "{ROOT / "retrieval"}' not in prepared.stderr + asked.stderr
+
+
 def test_check_json_ok_on_fixture_shape(env):
     result = run(["check", "--json"], env)
     report = json.loads(result.stdout)
@@ -265,3 +278,25 @@ def test_real_ask_jsonl_loads_model_once():
     assert gv["provider"] == "google_voice" and gv["hits"][0]["topic"] == "topup_steps"
     assert mint["provider"] == "mint_mobile"
     assert weather["answered"] is False
+
+
+def test_eval_json_prints_one_object_as_check_json_does(env, tmp_path):
+    """`--json` means the same on both commands: the numbers as one JSON object on standard output."""
+    questions = tmp_path / "dev.yaml"
+    questions.write_text(
+        "questions:\n"
+        "  - {q: GV怎么充值, lang: zh, kind: plain, expect: [google_voice/topup_steps]}\n"
+        "  - {q: google voice maximum balance, lang: en, kind: plain, expect: [google_voice/amount]}\n"
+        "  - {q: how do i cook rice, lang: en, kind: out_of_scope, expect: out_of_scope}\n", encoding="utf-8")
+    saved = tmp_path / "numbers.json"
+    args = ["eval", "--set", str(questions), "--no-test", "--no-baselines", "--save", str(saved)]
+    result = run([*args, "--json"], env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(result.stdout)  # the whole of standard output: no Markdown around it
+    assert numbers == json.loads(saved.read_text(encoding="utf-8"))
+    assert {"overall", "dev", "dev_sets"} <= set(numbers) and "test" not in numbers
+    assert numbers["dev_sets"]["dev.yaml"] == numbers["dev"]
+    markdown = run(args, env, timeout=300)
+    assert markdown.returncode == 0 and markdown.stdout.startswith("## Development and test sets")
+    refused = run(["eval", "--json", "--ablation"], env)
+    assert refused.returncode == 2 and "--ablation" in refused.stderr

@@ -23,7 +23,7 @@ def test_every_field_survives_saving(tiny_assistant, tiny_kb):
     store = saved(conversation)
     back = Conversation.restore(store["head"], lambda n: store.get(turn_key("c", n)), tiny_kb)
     assert back == Conversation(
-        [Turn(t.said, Answer(**{**t.answer.__dict__, "hits": (), "secrets": (), "from_general": False}),
+        [Turn(t.said, Answer(**{**t.answer.__dict__, "hits": ()}),
               t.interaction, t.rating, t.comment) for t in conversation.turns],
         conversation.walk, False, "google_voice", "topup_steps", "zh")
     assert back.turns[0].answer.choices[0] == asked.choices[0] and isinstance(back.turns[0].answer.choices[0], Choice)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import datetime as dt
+import io
 import json
+import os
 import re
 import shutil
 import string
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +22,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from secret_formats import secretish
+from secret_formats import typed_cards as any_typed_card
 from timing import within
 
 from retrieval.build.index import build_index
@@ -31,16 +39,18 @@ from retrieval.knowledge import (
 from retrieval.serving.answer import Kind
 from retrieval.serving.assistant import Assistant
 from retrieval.serving.embedder import HashingEmbedder
-from retrieval.serving.safety import MASK, luhn_ok, mask_secrets
+from retrieval.serving.safety import KINDS, MASK, fold, mask_secrets
 from retrieval.serving.text import MARKDOWN_SPECIAL, escape_markdown
 from retrieval.serving.understand import SCAN_FACTOR
 from retrieval.settings import ROOT
 
 FIXTURE_KB = Path(__file__).parent / "fixtures" / "kb"
-# Per call, even for 100k characters: ~0.3 s on an idle machine, room for a loaded 2-core one;
-# a backtracking regex takes 17 s and more.
-BUDGET_S = 5.0
+# A hang guard, not a speed budget (the bench times hostile pastes: `python -m retrieval bench`). The slow
+# paths these tests catch grow with the square of the input: a backtracking regex took 17 s on 100k
+# characters, so minutes on REDOS_LONG, where the linear code takes ~0.2 s even on a loaded 2-core machine.
+HANG_S = 60.0
 LONG = 100_000
+REDOS_LONG = 4 * LONG
 
 
 def hostile(**options) -> settings:
@@ -67,10 +77,6 @@ def strings_in(value) -> Iterator[str]:
             yield from strings_in(v)
 
 
-def with_check_digit(body: str) -> str:
-    return next(body + d for d in string.digits if luhn_ok(body + d))
-
-
 # -- strategies ---------------------------------------------------------------------------------
 INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u200e", "\u200f", "\u202a", "\u202b", "\u202e",
              "\u2066", "\u2069", "\u00ad", "\u0301", "\x00", "\x07", "\x1b", "\x7f", "\x85", "\r\n", "\t", "\u3000",
@@ -87,16 +93,22 @@ SNIPPETS = INVISIBLE + EMOJI + MARKUP + WORDS
 # Never a digit: a card glued to other digits ("14111…") is another number, not a card to find.
 SEPARATORS = st.sampled_from([" ", "-", ": ", "号", "\n", ",", "/", "\u200b", "卡号"])
 
+# st.text() leaves out lone surrogates ("\ud800"), which a Python string holds when JSON or an argument brings
+# one: they crashed Assistant.ask (issue 12, item 7). These texts have them.
+def texts(max_size: int) -> st.SearchStrategy[str]:
+    return st.text(st.one_of(st.characters(), st.characters(categories=["Cs"])), max_size=max_size)
+
+
 pieces = st.one_of(
-    st.text(max_size=20),  # any Unicode scalar (hypothesis leaves out surrogates)
+    texts(max_size=20),  # any code point, lone surrogates included
     st.text(st.characters(categories=["Cc", "Cf", "Cn", "Co", "Mn", "So", "Zl", "Zp", "Zs"]), max_size=8),
     st.sampled_from(SNIPPETS),
     st.text(" \t\n\u3000", max_size=30),
     st.integers(0, 700).map(lambda n: "x" * n),  # reaches past the length limit now and then
 )
-card_numbers = st.text(string.digits, min_size=12, max_size=18).map(with_check_digit)
-typed_cards = st.tuples(card_numbers, st.sampled_from(["", " ", "-"])).map(
-    lambda c: c[1].join(c[0][i:i + 4] for i in range(0, len(c[0]), 4)))
+# Every separator and digit form of issue 12 (secret_formats): not only groups of four joined by nothing,
+# a space or a dash.
+typed_cards = any_typed_card()
 
 
 @st.composite
@@ -116,10 +128,10 @@ def questions(draw, max_pieces: int = 12) -> tuple[str, list[str]]:
 odd_providers = st.one_of(
     st.none(), st.sampled_from(["", " ", "None", "null", "general", "tello", "google_voice", "TELLO", " tello",
                                 "skype", "../etc/passwd", "<script>", "\x00", "🙂"]),
-    st.text(max_size=8), st.integers(), st.booleans(), st.just(["tello"]), st.just({"id": "tello"}))
+    texts(max_size=8), st.integers(), st.booleans(), st.just(["tello"]), st.just({"id": "tello"}))
 odd_languages = st.one_of(
     st.none(), st.sampled_from(["", "zh", "en", "ZH", "En", "fr", "zh-CN", "en-US", "auto", " zh", "None", "中文"]),
-    st.text(max_size=5), st.integers(0, 3), st.booleans(), st.just(["zh"]))
+    texts(max_size=5), st.integers(0, 3), st.booleans(), st.just(["zh"]))
 
 
 # -- the question path --------------------------------------------------------------------------
@@ -135,7 +147,7 @@ def assistant(tmp_path_factory) -> Assistant:
 
 
 def ask(assistant: Assistant, question, provider=None, language=None):
-    with within(BUDGET_S, f"ask({str(question)[:60]!r}..., {len(str(question))} chars)"):
+    with within(HANG_S, f"ask({str(question)[:60]!r}..., {len(str(question))} chars)"):
         return assistant.ask(question, provider=provider, language=language)
 
 
@@ -159,8 +171,10 @@ def check(assistant: Assistant, question: str, answer, cards: list[str] = ()) ->
     dumped = json.dumps(data, ensure_ascii=False)
     assert json.loads(dumped) == data
     for card in cards:
+        digits = re.sub(r"[^0-9]", "", fold(card)[0])
         for text in strings_in(data):
             assert card not in text and card.replace(" ", "").replace("-", "") not in text, (card, text)
+            assert digits not in re.sub(r"[^0-9]", "", fold(text)[0]), (card, text)
     shown = visible(escape_markdown(answer.question))
     assert "<" not in shown and "](" not in shown and "&" not in shown
 
@@ -170,6 +184,22 @@ def check(assistant: Assistant, question: str, answer, cards: list[str] = ()) ->
 def test_any_text_gets_a_well_formed_answer(assistant, typed):
     question, cards = typed
     check(assistant, question, ask(assistant, question), cards)
+
+
+# The same properties once through the real model and its tokenizer (the hashing embedder above never
+# tokenises): few examples, so that the four stay well under a minute.
+REAL_EXAMPLES = 40
+
+
+@pytest.mark.model
+@hostile(max_examples=REAL_EXAMPLES, phases=[Phase.explicit, Phase.generate])
+@given(typed=questions())
+@example(typed=("GV怎么充值 \ud800 4111\u30001111\u30001111\u30001111 <s></s><pad><unk><mask>",
+                ["4111\u30001111\u30001111\u30001111"]))
+@example(typed=("\u0301\u200d\ufeff" + "🙂" * 600 + "\U000e0041", []))
+def test_any_text_gets_a_well_formed_answer_from_the_real_model(real_assistant, typed):
+    question, cards = typed
+    check(real_assistant, question, ask(real_assistant, question), cards)
 
 
 @pytest.mark.parametrize("typed, cards", [
@@ -184,7 +214,7 @@ def test_any_text_gets_a_well_formed_answer(assistant, typed):
 def test_a_card_next_to_other_numbers_is_still_masked(assistant, typed, cards):
     question = f"GV怎么充值 {typed}"
     answer = ask(assistant, question)
-    assert "card" in answer.secrets
+    assert "card" in assistant.understand(question).secrets
     check(assistant, question, answer, cards)
 
 
@@ -193,6 +223,10 @@ def test_a_card_next_to_other_numbers_is_still_masked(assistant, typed, cards):
                           st.floats(allow_nan=True)),
        provider=odd_providers, language=odd_languages)
 def test_odd_provider_and_language_values_never_raise(assistant, question, provider, language):
+    odd_values_answered(assistant, question, provider, language)
+
+
+def odd_values_answered(assistant: Assistant, question, provider, language) -> None:
     answer = ask(assistant, question, provider, language)
     assert answer.language in LANGUAGES
     assert answer.provider is None or answer.provider in assistant.kb.providers
@@ -200,13 +234,97 @@ def test_odd_provider_and_language_values_never_raise(assistant, question, provi
     json.dumps(answer.to_json(), ensure_ascii=False)
 
 
+@pytest.mark.model
+@hostile(max_examples=REAL_EXAMPLES, phases=[Phase.explicit, Phase.generate])
+@given(question=st.one_of(questions().map(lambda t: t[0]), st.none(), st.integers(), st.just(b"GV \xff")),
+       provider=odd_providers, language=odd_languages)
+def test_odd_provider_and_language_values_never_raise_with_the_real_model(real_assistant, question, provider,
+                                                                           language):
+    odd_values_answered(real_assistant, question, provider, language)
+
+
+# -- the command line, with the same odd values ---------------------------------------------------
+@pytest.fixture(scope="module")
+def cli_environment(tmp_path_factory) -> dict[str, str]:
+    """`python -m retrieval ask` on the fixture knowledge base with the hashing model, its index kept."""
+    root = tmp_path_factory.mktemp("cli")
+    shutil.copytree(FIXTURE_KB, root / "knowledge")
+    for name in SPECIAL_FILES:
+        shutil.copy(ROOT / "knowledge" / name, root / "knowledge" / name)
+    return {"ASSISTANT_KNOWLEDGE_DIR": str(root / "knowledge"), "ASSISTANT_MODEL": "hashing",
+            "ASSISTANT_DATA_DIR": str(root / "var")}
+
+
+ODD_OPTION_VALUES = ["", " ", "-", "--", "-x", "--jsonl", "None", "null", "tello", "TELLO", " tello", "google_voice",
+                     "zh", "ZH", "en", "en-US", "auto", "中文", "\x00", "\ud800", "\udcff", "🙂", "../etc/passwd"]
+option_values = st.one_of(st.none(), st.sampled_from(ODD_OPTION_VALUES), texts(max_size=8))
+
+
+@hostile(max_examples=40)
+@given(provider=option_values, language=option_values,
+       words=st.lists(st.one_of(st.sampled_from(["gv", "top", "up", "怎么充值", "4111\u30001111\u30001111\u30001111"]),
+                                texts(max_size=10)), max_size=4))
+@example(provider="\ud800", language=None, words=["gv"])
+@example(provider=None, language="\udcff", words=[])
+@example(provider="tello", language="en", words=["\ud83d", "top", "up"])
+def test_odd_provider_and_language_options_never_crash_the_command_line(cli_environment, provider, language,
+                                                                        words):
+    """The command line's own parsing of --provider and --language (which crashed on the values
+    Assistant.ask took): an answer, or a refusal on standard error with status 2; never a traceback."""
+    from retrieval.cli import main
+
+    argv = ["ask", *(["--provider", provider] if provider is not None else []),
+            *(["--language", language] if language is not None else []), "--", *words]
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err):
+        for name, value in cli_environment.items():
+            mp.setenv(name, value)
+        try:
+            code = main(argv, out=out, stdin=io.BytesIO("GV怎么充值 \udcff".encode("utf-8", "surrogateescape")))
+        except SystemExit as exc:  # argparse refusing a value, as it does on a real command line
+            code = exc.code
+    assert "Traceback" not in err.getvalue()
+    if code == 0:
+        assert provider is None or provider in ("tello", "google_voice")
+        assert language in (None, *LANGUAGES) and out.getvalue().strip()
+        out.getvalue().encode("utf-8")  # what reaches a real terminal must be UTF-8
+    else:
+        assert code == 2 and out.getvalue() == "" and "error" in err.getvalue(), (code, err.getvalue())
+
+
+@pytest.mark.parametrize("options, status, said", [
+    ([b"--provider", b"\xff"], 2, "unknown provider '\\udcff'"),
+    ([b"--language", b"\xed\xa0\x80"], 2, "invalid choice"),
+    ([b"--provider", b""], 2, "unknown provider ''"),
+    ([b"--provider", b"tello", b"--language", b"en", b"--", b"-\xff"], 0, ""),
+])
+def test_the_real_command_line_takes_bytes_that_are_not_utf8_in_its_options(cli_environment, options, status, said):
+    result = subprocess.run([sys.executable, "-m", "retrieval", "ask", *options, b"top", b"up"], capture_output=True,
+                            cwd=ROOT, env={**os.environ, **cli_environment}, timeout=300)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == status and "Traceback" not in stderr and said in stderr, stderr[-2000:]
+    assert bool(result.stdout.strip()) == (status == 0)
+
+
 @hostile(max_examples=60)
 @given(question=st.text(st.characters(categories=["Zs", "Zl", "Zp", "Cc"]).filter(str.isspace), max_size=50),
        provider=st.sampled_from([None, "tello", "google_voice"]))
 def test_empty_or_whitespace_only_is_an_empty_answer(assistant, question, provider):
+    empty_answered(assistant, question, provider)
+
+
+def empty_answered(assistant: Assistant, question: str, provider) -> None:
     answer = ask(assistant, question, provider)
     assert answer.kind is Kind.EMPTY and not answer.answered and answer.question == ""
     assert answer.markdown == assistant.kb.message("empty_question", answer.language)
+
+
+@pytest.mark.model
+@hostile(max_examples=REAL_EXAMPLES, phases=[Phase.explicit, Phase.generate])
+@given(question=st.text(st.characters(categories=["Zs", "Zl", "Zp", "Cc"]).filter(str.isspace), max_size=50),
+       provider=st.sampled_from([None, "tello", "google_voice"]))
+def test_empty_or_whitespace_only_is_an_empty_answer_from_the_real_model(real_assistant, question, provider):
+    empty_answered(real_assistant, question, provider)
 
 
 # Shrinking a timing failure means re-running many slow examples; the first failure says enough.
@@ -219,10 +337,30 @@ def test_empty_or_whitespace_only_is_an_empty_answer(assistant, question, provid
 @example(head="cvv", filler="\u3000", tail="")
 @example(head="验证码", filler="\n", tail="482913")
 @example(head="GV怎么充值", filler="1 ", tail="")
-def test_a_100k_character_question_is_answered_in_bounded_time(assistant, head, filler, tail):
+def test_a_100k_character_question_is_answered_from_its_first_characters_only(assistant, head, filler, tail):
+    """Bounded work, as behaviour: nothing past the first SCAN_FACTOR x max_chars characters changes the
+    answer, but for the notice that the question was cut."""
+    long_question_answered(assistant, head, filler, tail)
+
+
+def long_question_answered(assistant: Assistant, head: str, filler: str, tail: str) -> None:
     body = (filler * (LONG // len(filler) + 1))[:max(0, LONG - len(head) - len(tail))]
     question = head + body + tail
-    check(assistant, question, ask(assistant, question))
+    answer = ask(assistant, question)
+    check(assistant, question, answer)
+    scanned = ask(assistant, question[: assistant.max_chars * SCAN_FACTOR])
+    assert dataclasses.replace(answer, notices=()) == dataclasses.replace(scanned, notices=())
+
+
+@pytest.mark.model
+@hostile(max_examples=8, phases=[Phase.explicit, Phase.generate])
+@given(head=questions(max_pieces=4).map(lambda t: t[0]),
+       filler=st.one_of(st.sampled_from(["\u3000", "1 ", "充", "\ud83d", "<s>"]), texts(max_size=6).filter(bool)),
+       tail=questions(max_pieces=3).map(lambda t: t[0]))
+@example(head="验证码", filler="\n", tail="482913")
+def test_a_100k_character_question_is_answered_in_bounded_time_by_the_real_model(real_assistant, head, filler,
+                                                                                 tail):
+    long_question_answered(real_assistant, head, filler, tail)
 
 
 @hostile(max_examples=120)
@@ -258,24 +396,14 @@ def test_escaped_markdown_unescapes_to_the_input(text):
     assert len(escaped) == len(text) + len(MARKDOWN_SPECIAL.findall(text))
 
 
-def test_escaping_a_large_text_is_fast():
-    text = "".join(MARKUP) * (LONG // len("".join(MARKUP)))
-    with within(BUDGET_S, "escape_markdown"):
+def test_escaping_a_large_text_is_linear():
+    text = "".join(MARKUP) * (REDOS_LONG // len("".join(MARKUP)))
+    with within(HANG_S, "escape_markdown"):
         assert visible(escape_markdown(text)).count("<") == 0
 
 
-secretish = st.lists(st.one_of(
-    st.sampled_from(["cvv", "CVC", "cid", "security code", "安全码", "卡背面三位", "verification code", "otp",
-                     "code", "验证码", "pin", "PIN code", "passcode", "G-", "g-", "is", "是", ":", "：", "=", "#"]),
-    st.text(string.digits, min_size=1, max_size=8),
-    st.sampled_from([" ", "-", "  ", "\n", "/", "x"]),
-    typed_cards,
-    st.text(max_size=5),
-), max_size=15).map("".join)
-
-
 @settings(max_examples=300, deadline=None)
-@given(text=st.one_of(secretish, st.text()))
+@given(text=st.one_of(secretish, texts(max_size=40)))
 @example(text="pin 1234 378282246310005")
 @example(text="4111 1111 1111 1111 123")
 def test_masking_twice_is_masking_once(text):
@@ -284,21 +412,30 @@ def test_masking_twice_is_masking_once(text):
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.one_of(secretish, st.text()))
+@given(text=st.one_of(secretish, texts(max_size=40)))
 def test_masking_keeps_length_and_every_non_digit(text):
     masked = mask_secrets(text)
     assert len(masked.text) == len(text)
     for before, after in zip(text, masked.text, strict=True):
-        assert after == before or (re.fullmatch(r"\d", before) and after == MASK)
-    assert set(masked.found) <= {"card", "security_code", "verification_code"}
+        # A password is masked whole, letters too; everything else only digit by digit.
+        assert after == before or (re.fullmatch(r"\d", before) or "password" in masked.found) and after == MASK
+    assert set(masked.found) <= {"card", "security_code", "verification_code", "password", "ssn"} == set(KINDS)
     assert bool(masked.found) == (masked.text != text)
 
 
 @pytest.mark.parametrize("keyword, gap", [("pin", " "), ("PIN code", "\t"), ("cvv", "\u3000"), ("code", " "),
                                           ("验证码", "\n"), ("security code", " "), ("G-", " "), ("4111", " ")])
-def test_masking_a_keyword_followed_by_much_whitespace_is_fast(keyword, gap):
-    with within(BUDGET_S, f"mask_secrets({keyword!r} + {LONG} x {gap!r})"):
-        mask_secrets(keyword + gap * LONG + "x")
+def test_masking_a_keyword_followed_by_much_whitespace_is_linear(keyword, gap):
+    with within(HANG_S, f"mask_secrets({keyword!r} + {REDOS_LONG} x {gap!r})"):
+        mask_secrets(keyword + gap * REDOS_LONG + "x")
+
+
+@pytest.mark.parametrize("pattern", ["验证码", "4111 1111 1111 1111 12/27 ", "482913 is your ", "1 - ", "12/", "密码",
+                                     "password: ", "code: 12 ", "g-1", "123-45-", "ﷺ", "１", "\u200b", "是您的"])
+def test_masking_a_long_repetition_of_any_secret_shape_is_fast(pattern):
+    text = (pattern * (LONG // len(pattern) + 1))[:LONG]
+    with within(HANG_S, f"mask_secrets({LONG} characters of {pattern!r})"):
+        assert len(mask_secrets(text).text) == LONG
 
 
 # -- broken knowledge files ---------------------------------------------------------------------

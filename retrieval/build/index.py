@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from retrieval.knowledge import KnowledgeBase
 from retrieval.serving.chunks import Key, KeyKind, make_chunks, make_keys
 from retrieval.serving.classifier import Classifiers
 from retrieval.serving.embedder import Embedder
-from retrieval.serving.index import (  # noqa: F401  (CURRENT, load_index: re-exported for callers)
+from retrieval.serving.index import (
     BUILDING,
     CURRENT,
     FILES,
@@ -34,6 +35,7 @@ from retrieval.serving.index import (  # noqa: F401  (CURRENT, load_index: re-ex
 )
 
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def embed_keys(keys: list[Key], embedder: Embedder, progress: Progress | None = None,
@@ -84,9 +86,17 @@ def _write(index: SearchIndex, folder: Path) -> Manifest:
     return manifest
 
 
+def _has_index(directory: Path) -> bool:
+    try:
+        return (directory / CURRENT).is_file()
+    except OSError:
+        return False
+
+
 def save_index(index: SearchIndex, directory: Path) -> Path:
     """Write the index into a new folder, then switch CURRENT to it in one atomic rename."""
     directory = Path(directory)
+    had_index = _has_index(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=BUILDING, dir=directory))
@@ -106,9 +116,10 @@ def save_index(index: SearchIndex, directory: Path) -> Path:
             pointer.unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise IndexStoreError(f"could not save the index in {directory}: {exc.strerror or exc}; "
-                              "the previous index was left as it was. Free some disk space or "
-                              "make the folder writable (ASSISTANT_DATA_DIR), then try again.") from exc
+        kept = "the previous index was left as it was" if had_index else "no index was saved there before either"
+        raise IndexStoreError(f"could not save the index in {directory}: {exc.strerror or exc}; {kept}. "
+                              "Free some disk space or make the folder writable (ASSISTANT_DATA_DIR), "
+                              "then try again.") from exc
     _remove_old(directory, keep=final.name)
     return final
 
@@ -131,10 +142,20 @@ def stale_reason(index: SearchIndex, kb: KnowledgeBase, embedder: Embedder) -> s
     return None
 
 
+# Indexes this process built but could not save (a read-only or full data folder), by folder, knowledge and
+# model: served again from memory, so such a folder costs one build (45 s of CPU) per process, not one per
+# page view, and the failure is said once.
+_UNSAVED: dict[tuple[str, str, str, int], SearchIndex] = {}
+
+
 def load_or_build(kb: KnowledgeBase, embedder: Embedder, directory: Path,
                   progress: Progress | None = None) -> SearchIndex:
-    """Serve the saved index if it is intact and current; otherwise rebuild and save it."""
+    """Serve the saved index if it is intact and current; otherwise rebuild and save it. When it cannot be
+    saved, the index built is served from memory (its `unsaved` says why) and the failure is remembered."""
     say = progress or (lambda _msg: None)
+    remembered = (str(Path(directory).absolute()), kb.digest, embedder.name, embedder.dim)
+    if (kept := _UNSAVED.get(remembered)) is not None:
+        return kept
     try:
         index = load_index(directory)
         reason = stale_reason(index, kb, embedder)
@@ -144,5 +165,14 @@ def load_or_build(kb: KnowledgeBase, embedder: Embedder, directory: Path,
     except IndexStoreError as exc:
         say(f"building the index: {exc}")
     index = build_index(kb, embedder, progress)
-    save_index(index, directory)
+    try:
+        save_index(index, directory)
+    except IndexStoreError as exc:
+        index.unsaved = (f"{exc} Until then the index just built is used from memory, and built again "
+                         "each time the assistant is started.")
+        _UNSAVED[remembered] = index
+        if progress:  # the command line prints it; the page's server logs it: either way, once
+            progress(index.unsaved)
+        else:
+            log.warning("%s", index.unsaved)
     return index

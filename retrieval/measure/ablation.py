@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
 from retrieval.build.index import build_index
 from retrieval.build.models import FitConfig
-from retrieval.measure.evaluate import DevQuestion, calibrate, metrics, run
+from retrieval.measure.evaluate import DevQuestion, calibrate, load_for_eval, metrics, run
 from retrieval.serving.assistant import Assistant
 from retrieval.serving.decide import DecisionConfig
 from retrieval.serving.ranking import RankingConfig
+from retrieval.settings import Settings
 
 THRESHOLDS = {"decline_weights": ()}  # the hand-set thresholds instead of the learned rule
 
@@ -81,4 +83,14 @@ def ablation(assistant: Assistant, dev: list[DevQuestion], test: list[DevQuestio
     return "\n".join(rows)
 
 
-__all__ = ["VARIANTS", "DecisionConfig", "ablation"]
+def cmd_ablation(args, settings: Settings, out: TextIO) -> int:
+    """`eval --ablation`: the table on standard output, progress on standard error."""
+    dev_sets, test, assistant = load_for_eval(args, settings)
+    questions = [q for qs in dev_sets.values() for q in qs]
+    table = ablation(assistant, questions, test, out=sys.stderr, say=lambda m: print(m, file=sys.stderr))
+    print("## Ablation (one part taken away at a time; decline rule recalibrated on dev for each)\n\n" + table,
+          file=out)
+    return 0
+
+
+__all__ = ["VARIANTS", "DecisionConfig", "ablation", "cmd_ablation"]

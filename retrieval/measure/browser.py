@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from retrieval.settings import ROOT  # noqa: E402
+from retrieval.settings import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 # The project's virtualenv when there is one, so a caller running another interpreter still gets streamlit.

@@ -194,15 +194,12 @@ def labelled_only(outcomes: list[Outcome]) -> dict[str, float]:
 
 
 def decline_signals(assistant: Assistant, questions: list[DevQuestion]) -> list[tuple[DevQuestion, DeclineSignals]]:
-    """What the decline decision saw for each question that reaches it (the same reading `Assistant.ask`
-    makes); empty questions, gibberish, small talk and follow-ups are answered before it."""
+    """What the decline decision saw for each question that reaches it: `Assistant.before_deciding`, the
+    path `ask` takes, answers empty questions, gibberish, small talk and follow-ups before it."""
     out = []
     for q in questions:
-        u = assistant.understand(q.q, provider=q.context)
-        if not u.text or u.gibberish or (u.follow_up and u.topic):
-            continue
-        reading = assistant.read(u)
-        if assistant.small_talk_intent(u, reading.ranking) is None:
+        early, reading = assistant.before_deciding(assistant.understand(q.q, provider=q.context))
+        if early is None and reading is not None:
             out.append((q, reading.signals))
     return out
 
@@ -309,24 +306,25 @@ def test_details(test: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def cmd_eval(args, settings: Settings, out: TextIO) -> int:
+def load_for_eval(args, settings: Settings) -> tuple[dict[str, list[DevQuestion]], list[DevQuestion] | None,
+                                                     Assistant]:
+    """What `eval` scores: the development sets by file name, the frozen test set (None with --no-test),
+    and the assistant as it ships, its embeddings cached across runs over the same questions."""
     from retrieval.loading import load_assistant, make_embedder
 
     dev_paths = [Path(p) for p in args.set] if args.set else list(DEV_SETS)
     dev_sets = {path.name: load_dev_set(path) for path in dev_paths}
-    questions = [q for qs in dev_sets.values() for q in qs]
     test_path = Path(args.test) if args.test else TEST_SET
     test = None if args.no_test or not test_path.exists() else load_dev_set(test_path)
-    embedder = CachingEmbedder(make_embedder(settings))
-    assistant = load_assistant(settings, embedder=embedder)
-    if getattr(args, "ablation", False):
-        from retrieval.measure.ablation import ablation
-        table = ablation(assistant, questions, test, out=sys.stderr, say=lambda m: print(m, file=sys.stderr))
-        print("## Ablation (one part taken away at a time; decline rule recalibrated on dev for each)\n\n"
-              + table, file=out)
-        return 0
-    if getattr(args, "calibrate", False):
-        assistant.decision = calibrate(assistant, questions, out)
+    return dev_sets, test, load_assistant(settings, embedder=CachingEmbedder(make_embedder(settings)))
+
+
+def cmd_eval(args, settings: Settings, out: TextIO) -> int:
+    as_json = getattr(args, "json", False)
+    dev_sets, test, assistant = load_for_eval(args, settings)
+    questions = [q for qs in dev_sets.values() for q in qs]
+    if getattr(args, "calibrate", False):  # its weights go with the report, or beside the JSON on stderr
+        assistant.decision = calibrate(assistant, questions, sys.stderr if as_json else out)
     baselines = []
     if not args.no_baselines:
         from retrieval.measure.baselines import build_baselines
@@ -336,9 +334,13 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
     table, summary = side_by_side(dev_outcomes, test_outcomes)
     everything = [o for outcomes in dev_outcomes.values() for o in outcomes]
     text, results = report(assistant, questions, everything, baselines, args.worst)
-    print("## Development and test sets\n\n" + table + "\n\n" + text, file=out)
-    if test_outcomes is not None:
-        print("\n" + test_details(test_outcomes), file=out)
+    numbers = {**results, **summary}
+    if as_json:  # as `check --json`: one JSON object on standard output, instead of the Markdown
+        print(json.dumps(numbers, ensure_ascii=False), file=out)
+    else:
+        print("## Development and test sets\n\n" + table + "\n\n" + text, file=out)
+        if test_outcomes is not None:
+            print("\n" + test_details(test_outcomes), file=out)
     if args.save:
-        Path(args.save).write_text(json.dumps({**results, **summary}, indent=2), encoding="utf-8")
+        Path(args.save).write_text(json.dumps(numbers, indent=2), encoding="utf-8")
     return 0

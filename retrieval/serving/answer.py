@@ -70,8 +70,6 @@ class Answer:
     # general advice below them; `markdown` holds both, for the command line.
     lead: str = ""
     details: str = ""
-    secrets: tuple[str, ...] = ()
-    from_general: bool = False
     has_steps: bool = False
 
     @property

@@ -41,6 +41,23 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class Echo:
+    """What every answer repeats of the question: as understood, in the language it is answered in, and
+    the notices said before it (secrets masked, question cut)."""
+
+    question: str
+    language: str
+    notices: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, u: Understood) -> Echo:
+        return cls(u.text, u.language, u.notices)
+
+    def answer(self, **fields) -> Answer:
+        return Answer(question=self.question, language=self.language, notices=self.notices, **fields)
+
+
+@dataclass(frozen=True)
 class Reading:
     """Everything `ask` knows about a question once it has been ranked; calibration replays it."""
 
@@ -96,34 +113,44 @@ class Assistant:
             topic: str | None = None) -> Answer:
         """Answer `question`; `provider` is the one carried from earlier, `language` the user's choice,
         `topic` the previous answer's topic (so "what about Mint?" keeps it)."""
-        u = self.understand(question, provider, language, topic)
-        base = dict(question=u.text, language=u.language, notices=u.notices, secrets=u.secrets)
+        early, reading = self.before_deciding(self.understand(question, provider, language, topic))
+        return early if early is not None else self.decide(reading)
+
+    def before_deciding(self, u: Understood) -> tuple[Answer | None, Reading | None]:
+        """What is answered before the decline rule is asked: nothing typed, gibberish (neither is ranked),
+        small talk, and "那 Mint 呢" (the previous topic for another provider). `(None, reading)` when the
+        question goes on to the rule; calibration replays exactly the questions that do."""
+        echo = Echo.of(u)
         if not u.text:
-            return Answer(provider=u.provider, kind=Kind.EMPTY, markdown=self.kb.message("empty_question", u.language),
-                          **base)
+            return echo.answer(provider=u.provider, kind=Kind.EMPTY,
+                               markdown=self.kb.message("empty_question", u.language)), None
         if u.gibberish:
             markdown = self.kb.message("not_understood", u.language) + self._support_line(u.provider, u.language)
-            return Answer(provider=u.provider, kind=Kind.NOT_UNDERSTOOD, markdown=markdown, **base)
+            return echo.answer(provider=u.provider, kind=Kind.NOT_UNDERSTOOD, markdown=markdown), None
         reading = self.read(u)
         intent = self.small_talk_intent(u, reading.ranking)
         if intent:
-            return Answer(provider=u.provider, kind=Kind.SMALL_TALK,
-                          markdown=self.kb.conversation.small_talk[intent].answer[u.language].strip(), **base)
+            return echo.answer(provider=u.provider, kind=Kind.SMALL_TALK,
+                               markdown=self.kb.conversation.small_talk[intent].answer[u.language].strip()), reading
         if u.follow_up and u.topic:
-            return self._follow_up(u, reading, base)
+            return self._follow_up(u, reading, echo), reading
+        return None, reading
+
+    def decide(self, reading: Reading) -> Answer:
+        """Decline what is not ours; else answer, ask which provider, or ask "did you mean"."""
+        u, echo = reading.understood, Echo.of(reading.understood)
         offers = self.offers(reading)
         if reading.signals.declines(self.decision):
             near = reading.signals.similarity >= self.decision.suggest_floor
-            return self._decline(u.provider, offers, base, near=near)
+            return self._decline(u.provider, offers, echo, near=near)
         if u.provider is None:
-            return self._without_provider(offers, reading, base)
-        return self._with_provider(offers, u.provider, base)
+            return self._without_provider(offers, echo)
+        return self._with_provider(offers, u.provider, echo)
 
     def answer_entry(self, entry_id: str, language: str, question: str = "") -> Answer:
         """Show one entry directly (a clicked suggestion or "did you mean" choice)."""
         entry = self.kb.by_id[entry_id]
-        base = dict(question=question or entry.title[language], language=language)
-        return self._answer(entry_id, entry.provider, [], base)
+        return self._answer(entry_id, entry.provider, [], Echo(question or entry.title[language], language))
 
     # -- deciding ---------------------------------------------------------------------------
     def offers(self, reading: Reading) -> list[Offer]:
@@ -169,27 +196,27 @@ class Assistant:
             return intent
         return None
 
-    def _with_provider(self, offers: list[Offer], provider: str, base: dict) -> Answer:
+    def _with_provider(self, offers: list[Offer], provider: str, echo: Echo) -> Answer:
         first = offers[0]
         second = offers[1] if len(offers) > 1 else None
         if second and first.score - second.score < self.decision.clarify_margin:
-            return self._clarify([first, second], provider, offers, base)
-        return self._answer(first.entry_id, provider, offers, base)
+            return self._clarify([first, second], provider, offers, echo)
+        return self._answer(first.entry_id, provider, offers, echo)
 
-    def _without_provider(self, offers: list[Offer], reading: Reading, base: dict) -> Answer:
+    def _without_provider(self, offers: list[Offer], echo: Echo) -> Answer:
         """No provider known: ask which one when the topic depends on it, else answer in general."""
         top = offers[0]
         if self.kb.topics[top.topic].needs_provider:
-            return self._ask_provider(top.topic, offers, base)
-        return self._answer(top.entry_id, None, offers, base)
+            return self._ask_provider(top.topic, offers, echo)
+        return self._answer(top.entry_id, None, offers, echo)
 
-    def _follow_up(self, u: Understood, reading: Reading, base: dict) -> Answer:
+    def _follow_up(self, u: Understood, reading: Reading, echo: Echo) -> Answer:
         """"那 Mint 呢": the previous topic, for the provider just named."""
         own = [c for c in reading.ranking.candidates if c.provider == u.provider and c.topic == u.topic]
         general = [c for c in reading.ranking.candidates if c.provider == "general" and c.topic == u.topic]
         chosen = (own or general)[0]
         offer = Offer(chosen.entry_id, chosen.provider, chosen.topic, 1.0, chosen.similarity)
-        return self._answer(chosen.entry_id, u.provider, [offer], base)
+        return self._answer(chosen.entry_id, u.provider, [offer], echo)
 
     # -- building answers -------------------------------------------------------------------
     def _hits(self, offers: list[Offer], language: str) -> tuple[Hit, ...]:
@@ -200,8 +227,8 @@ class Assistant:
                             o.similarity))
         return tuple(hits)
 
-    def _answer(self, entry_id: str, provider: str | None, offers: list[Offer], base: dict) -> Answer:
-        lang = base["language"]
+    def _answer(self, entry_id: str, provider: str | None, offers: list[Offer], echo: Echo) -> Answer:
+        lang = echo.language
         entry = self.kb.by_id[entry_id]
         chunk = self.chunks[(entry_id, lang)]
         markdown = render_chunk(self.kb, chunk, lang)
@@ -211,10 +238,10 @@ class Assistant:
             name = self.kb.providers[provider].short_name(lang)
             markdown = f"_{self.kb.message('from_general', lang, provider=name)}_\n\n{markdown}"
         hits = self._hits(offers, lang) if offers else self._entry_hit(entry_id, lang)
-        return Answer(provider=provider or (entry.provider if entry.provider != "general" else None),
-                      kind=Kind.ANSWER, markdown=markdown, hits=hits, entry_id=entry_id,
-                      related=self._related(entry_id, lang), from_general=from_general,
-                      has_steps=bool(chunk.steps), topic=entry.topic, **base)
+        return echo.answer(provider=provider or (entry.provider if entry.provider != "general" else None),
+                           kind=Kind.ANSWER, markdown=markdown, hits=hits, entry_id=entry_id,
+                           related=self._related(entry_id, lang),
+                           has_steps=bool(chunk.steps), topic=entry.topic)
 
     def _entry_hit(self, entry_id: str, language: str) -> tuple[Hit, ...]:
         e, chunk = self.kb.by_id[entry_id], self.chunks[(entry_id, language)]
@@ -229,12 +256,12 @@ class Assistant:
         return tuple(Choice(self.kb.by_id[i].title[language], self.kb.by_id[i].questions[language][0],
                             entry_id=i) for i in ids[:3])
 
-    def _clarify(self, pair: list[Offer], provider: str | None, offers: list[Offer], base: dict) -> Answer:
-        lang = base["language"]
-        choices = tuple(Choice(self.kb.by_id[o.entry_id].title[lang], base["question"], provider, o.entry_id)
+    def _clarify(self, pair: list[Offer], provider: str | None, offers: list[Offer], echo: Echo) -> Answer:
+        lang = echo.language
+        choices = tuple(Choice(self.kb.by_id[o.entry_id].title[lang], echo.question, provider, o.entry_id)
                         for o in pair)
-        return Answer(provider=provider, kind=Kind.CLARIFY, markdown=self.kb.message("clarify", lang),
-                      hits=self._hits(offers, lang), choices=choices, topic=pair[0].topic, **base)
+        return echo.answer(provider=provider, kind=Kind.CLARIFY, markdown=self.kb.message("clarify", lang),
+                           hits=self._hits(offers, lang), choices=choices, topic=pair[0].topic)
 
     def provider_choices(self, question: str) -> tuple[Choice, ...]:
         """The "which provider?" buttons: consumer services first, most used first (knowledge/conversation.yaml)."""
@@ -243,8 +270,8 @@ class Assistant:
         # brand names: short enough for a row of buttons, and the same in both languages
         return tuple(Choice(self.kb.providers[p].name["en"], question, p) for p in order)
 
-    def _ask_provider(self, topic: str, offers: list[Offer], base: dict) -> Answer:
-        lang = base["language"]
+    def _ask_provider(self, topic: str, offers: list[Offer], echo: Echo) -> Answer:
+        lang = echo.language
         first = next((o for o in offers if o.topic == topic), None)
         lead = self.kb.message("ask_provider", lang)
         details = ""
@@ -252,10 +279,10 @@ class Assistant:
             chunk = self.chunks[(first.entry_id, lang)]
             details = f"{self.kb.message('meanwhile_general', lang)}\n\n{render_chunk(self.kb, chunk, lang)}"
         markdown = f"{lead}\n\n{details}" if details else lead
-        return Answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown,
-                      entry_id=first.entry_id if first else None, topic=topic, lead=lead, details=details,
-                      hits=self._hits(offers, lang), choices=self.provider_choices(base["question"]),
-                      has_steps=bool(first and self.chunks[(first.entry_id, lang)].steps), **base)
+        return echo.answer(provider=None, kind=Kind.ASK_PROVIDER, markdown=markdown,
+                           entry_id=first.entry_id if first else None, topic=topic, lead=lead, details=details,
+                           hits=self._hits(offers, lang), choices=self.provider_choices(echo.question),
+                           has_steps=bool(first and self.chunks[(first.entry_id, lang)].steps))
 
     def _support_line(self, provider: str | None, language: str) -> str:
         if not provider or provider == "general":
@@ -263,18 +290,18 @@ class Assistant:
         p = self.kb.providers[provider]
         return "\n\n" + self.kb.message("decline_support", language, provider=p.name[language], url=p.support_url)
 
-    def _decline(self, provider: str | None, offers: list[Offer], base: dict, near: bool = False) -> Answer:
+    def _decline(self, provider: str | None, offers: list[Offer], echo: Echo, near: bool = False) -> Answer:
         """A kind no, what the assistant can help with, the provider's help page, and, when the question
         came close, the nearest entries to open with one click."""
-        lang = base["language"]
+        lang = echo.language
         markdown = self.kb.message("decline", lang) + self._support_line(provider, lang)
         choices: tuple[Choice, ...] = ()
         if near and offers:
             markdown += "\n\n" + self.kb.message("decline_suggest", lang)
-            choices = tuple(Choice(self.kb.by_id[o.entry_id].title[lang], base["question"], provider, o.entry_id)
+            choices = tuple(Choice(self.kb.by_id[o.entry_id].title[lang], echo.question, provider, o.entry_id)
                             for o in offers[: self.decision.suggestions])
-        return Answer(provider=provider, kind=Kind.DECLINE, markdown=markdown, choices=choices,
-                      hits=self._hits(offers, lang) if offers else (), **base)
+        return echo.answer(provider=provider, kind=Kind.DECLINE, markdown=markdown, choices=choices,
+                           hits=self._hits(offers, lang) if offers else ())
 
 
-__all__ = ["LANGUAGES", "Assistant", "DecisionConfig", "Offer", "Reading"]
+__all__ = ["LANGUAGES", "Assistant", "DecisionConfig", "Echo", "Offer", "Reading"]

@@ -14,16 +14,18 @@ from retrieval.serving.chunks import Chunk, Key
 from retrieval.serving.classifier import Classifiers
 
 # 2: phrasings stored without provider names; 3: off-topic questions; 4: chunks keep source_date;
-# 5: vocabulary, small talk, classifiers
-FORMAT = 5
+# 5: vocabulary, small talk, classifiers; 6: the vocabulary's canonical words kept whole in phrasings
+FORMAT = 6
 CURRENT = "CURRENT"
 PREFIX = "idx-"          # a finished index folder
 BUILDING = ".building-"  # a folder being written
 FILES = ("index.faiss", "meta.json")
-# Above this many vectors an exact search costs more than it is worth: on 2 cores its p50 passes 2 ms
-# at about 15-19k vectors of 384 dims (0.6 ms at 10k, 15 ms at 100k), while HNSW answers in 0.1-0.3 ms
-# with recall@10 of 0.998-1.0 there. See `python -m retrieval bench`'s index-scaling table.
+# Up to this many vectors the index is exact (nothing to build, nothing missed); above it, HNSW. In the
+# README's bench (2 cores) exact search passes 2 ms at about 14,000 vectors of 384 dims (0.75 ms at 10k,
+# 14.5 ms at 100k) while HNSW answers in 0.2-0.5 ms with recall@10 of 0.999-1.0 there; the knowledge base
+# is about 7,000. `python -m retrieval bench` measures it again (its index-scaling table).
 EXACT_LIMIT = 20_000
+
 
 class IndexStoreError(Exception):
     """The index could not be read or written; the message says what to do."""
@@ -118,6 +120,7 @@ class SearchIndex:
     keys: list[Key]
     chunks: list[Chunk]
     classifiers: Classifiers | None = None  # None for a knowledge base too small to fit them
+    unsaved: str | None = None  # why this index lives only in memory (its save failed), else None
 
 
 def _sha256(path: Path) -> str:

@@ -15,7 +15,6 @@ from retrieval.serving.index import SearchIndex
 from retrieval.serving.text import words
 
 
-@dataclass(frozen=True)
 class Fusion(StrEnum):
     LINEAR = "linear"  # add the signals with weights
     RRF = "rrf"        # fuse their ranks (reciprocal rank fusion)
@@ -103,12 +102,16 @@ class Vocabulary:
         return sum(w in self.words for w in found) / len(found) if found else 1.0
 
 
-def _ranks(scores: np.ndarray) -> np.ndarray:
-    """1 for the best score, 2 for the next, ..."""
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """1 for the best score, 2 for the next, ...; equal scores in their order.
+
+    >>> ranks(np.array([0.2, 0.9, 0.2])).tolist()
+    [2.0, 1.0, 3.0]
+    """
     order = np.argsort(-scores, kind="stable")
-    ranks = np.empty(len(scores), dtype=np.float32)
-    ranks[order] = np.arange(1, len(scores) + 1)
-    return ranks
+    out = np.empty(len(scores), dtype=np.float32)
+    out[order] = np.arange(1, len(scores) + 1)
+    return out
 
 
 class Ranker:
@@ -153,10 +156,10 @@ class Ranker:
     def fuse(self, dense: np.ndarray, answer: np.ndarray, topic: np.ndarray, lexical: np.ndarray) -> np.ndarray:
         c = self.config
         if c.method is Fusion.RRF:
-            fused = (c.weight_own / (c.rrf_k + _ranks(dense)) + c.weight_topic / (c.rrf_k + _ranks(topic))
-                     + c.weight_answers / (c.rrf_k + _ranks(answer)))
+            fused = (c.weight_own / (c.rrf_k + ranks(dense)) + c.weight_topic / (c.rrf_k + ranks(topic))
+                     + c.weight_answers / (c.rrf_k + ranks(answer)))
             if lexical.any():  # an all-zero list carries no ranking
-                fused = fused + c.weight_lexical / (c.rrf_k + _ranks(lexical)) * (lexical > 0)
+                fused = fused + c.weight_lexical / (c.rrf_k + ranks(lexical)) * (lexical > 0)
             return fused
         top = lexical.max()
         scaled = lexical / top if top > 0 else lexical

@@ -29,6 +29,9 @@ class Terms:
                     self.canonical.setdefault(normalise(variant), normalise(group.canonical[lang]))
         for word in dropped:  # words that name the product in general: taken out like a provider's name
             self.canonical.setdefault(normalise(word), " ")
+        for group in groups:  # a canonical word is matched whole, so a shorter variant inside it is left alone
+            for word in group.canonical.values():  # ("自动续费" keeps its "续费", "payment declined" its "declined")
+                self.canonical.setdefault(normalise(word), normalise(word))
         parts = []
         for variant in sorted(self.canonical, key=len, reverse=True):
             escaped = re.escape(variant)

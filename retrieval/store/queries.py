@@ -57,7 +57,7 @@ def questions_per_day(store: FeedbackStore) -> pd.DataFrame:
                    PER_DAY)
     if frame.empty:
         return frame
-    # A chart would otherwise run straight across a quiet day.
+    # The page's bar chart puts one bar per row: without its row, a quiet day would vanish from the axis.
     days = pd.date_range(frame["day"].iloc[0], frame["day"].iloc[-1], freq="D").strftime("%Y-%m-%d")
     filled = frame.set_index("day").reindex(days, fill_value=0).rename_axis("day").reset_index()
     return filled.astype(PER_DAY)

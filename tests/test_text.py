@@ -1,0 +1,80 @@
+"""Text: normalising, the language of a question, search words, and Markdown escaping."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from retrieval.serving.text import MARKDOWN_SPECIAL, escape_markdown, language_of, normalise, words
+
+EDGE = ["", " ", "a", "🙂", "？？？", "ＧＶ怎麼儲值", "  How   do I\tTOP up\n", "AT&T", "谷歌语音" * 200, "a\u0301",
+        "\u200b", "Ⅻ ﬁ", "<b>*_[x](y)</b>"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("ＧＶ怎麼儲值", "gv怎么储值"),                  # full width folded (NFKC), Traditional to Simplified
+    ("  How   do I\tTOP up\n", "how do i top up"),  # lower case, white space collapsed
+    ("Ⅻ ﬁ", "xii fi"),                           # compatibility forms
+    ("", ""),
+])
+def test_normalise(text, expected):
+    assert normalise(text) == expected
+
+
+@pytest.mark.parametrize("text", EDGE)
+def test_normalise_is_idempotent_and_never_leaves_upper_case_or_runs_of_space(text):
+    once = normalise(text)
+    assert normalise(once) == once
+    assert once == once.strip() and "  " not in once and not any(ch.isupper() for ch in once)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("GV怎么充值", "zh"),        # any Chinese character makes it Chinese
+    ("how do I top up", "en"),
+    ("Tello 续费 ok", "zh"),
+    ("？？？", "zh"),             # no letters: the fallback
+    ("12345", "zh"),
+    ("", "zh"),
+])
+def test_language_of(text, expected):
+    assert language_of(text) == expected
+
+
+def test_language_of_takes_the_fallback_only_without_letters():
+    assert language_of("🙂🙂", fallback="en") == "en"
+    assert language_of("top up", fallback="zh") == "en"
+    assert language_of("充值", fallback="en") == "zh"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("how do I top up", ["top", "up"]),                  # stopwords dropped
+    ("AT&T top-up", ["att", "top", "up"]),              # AT&T is one word
+    ("AT & T", ["att"]),
+    ("I don't know v1.2", ["don't", "know", "v1.2"]),   # apostrophes and dots inside a word stay
+    ("ＧＶ怎麼儲值", ["gv", "怎么", "储值"]),             # normalised first
+    ("谷歌语音GV充值", ["谷歌", "语音", "gv", "充值"]),     # Chinese runs cut by jieba, Latin words whole
+    ("the of to 的 了", []),
+    ("🙂？？？", []),
+    ("", []),
+])
+def test_words(text, expected):
+    assert words(text) == expected
+
+
+def test_words_of_chinese_include_the_sub_words_search_needs():
+    found = words("我的信用卡被拒了")
+    assert {"信用", "信用卡"} <= set(found) and "的" not in found and "我" not in found
+
+
+@pytest.mark.parametrize("text", EDGE)
+def test_escaped_markdown_reads_back_as_typed_and_leaves_nothing_active(text):
+    escaped = escape_markdown(text)
+    assert re.sub(r"\\(.)", r"\1", escaped, flags=re.S) == text
+    assert MARKDOWN_SPECIAL.search(re.sub(r"\\.", "", escaped, flags=re.S)) is None  # every special one escaped
+
+
+def test_escape_markdown_escapes_links_emphasis_html_and_formulas():
+    assert escape_markdown("[x](http://a.b)") == r"\[x\]\(http://a\.b\)"
+    assert escape_markdown("**hi** <b> $x$") == r"\*\*hi\*\* \<b\> \$x\$"
+    assert escape_markdown("充值 100") == "充值 100"

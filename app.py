@@ -21,6 +21,7 @@ import streamlit as st
 
 from chat_resources import get_assistant
 from retrieval import Kind, KnowledgeError, Settings
+from retrieval.learn.live import serving
 from retrieval.serving.conversation import Conversation, Turn, turn_key
 from retrieval.serving.embedder import ModelError
 from retrieval.serving.index import IndexStoreError
@@ -66,6 +67,13 @@ UI: dict[str, dict[str, str]] = {
     "you": {"zh": "你说", "en": "You said"},
     "assistant": {"zh": "助手回答", "en": "The assistant says"},
     "copy": {"zh": "可复制：", "en": "To copy:"},
+    "report": {"zh": "⚠️ 报告错误", "en": "⚠️ Report a mistake"},
+    "report_prompt": {"zh": "哪里不对？数字错了、步骤过时、链接失效…",
+                      "en": "What is wrong? A wrong number, an outdated step, a dead link…"},
+    "report_send": {"zh": "发送", "en": "Send"},
+    "report_saved": {"zh": "已收到，会转给维护这条答案的人，谢谢！",
+                     "en": "Thanks: this goes to the person who keeps this answer up to date."},
+    "reported": {"zh": "你报告的错误（已保存，卡号等已遮住）", "en": "Your report (saved; card numbers masked)"},
 }
 LANGUAGE_NAMES = {"auto": "自动 Auto", "zh": "中文", "en": "English"}
 
@@ -133,7 +141,7 @@ def load_resources() -> None:
     """The assistant and the store, as this module's globals for the callbacks and fragments of this run."""
     global assistant, kb, settings, store
     try:
-        assistant = get_assistant()
+        assistant = serving(get_assistant)  # the one switched in last, once the operator saved an action
     except (KnowledgeError, ModelError, IndexStoreError) as exc:
         st.error(f"The assistant cannot start / 助手无法启动：\n\n{exc}")
         st.stop()
@@ -305,6 +313,23 @@ def comment(n: int) -> None:
     state.toast = ui("not_saved" if saved_later() else "comment_saved", turn.answer.language)
 
 
+def report(n: int) -> None:
+    """"Report a mistake" on an answer: what is wrong, with the entry it showed, for the operator's inbox."""
+    turn: Turn = state.conv.turns[n]
+    text = (state.get(f"report-{n}") or "").strip()
+    state[f"report-{n}"] = ""
+    if not text or not turn.answer.entry_id:
+        return
+    masked = mask_secrets(text[:2000]).text
+    done = with_store(lambda s: s.report_mistake(session_id=state.cid, entry_id=turn.answer.entry_id, text=masked,
+                                                 interaction_id=turn.interaction))
+    if done is NOT_SAVED:
+        state.toast = ui("not_saved", turn.answer.language)
+        return
+    state[f"reported-{n}"] = masked
+    state.toast = ui("not_saved" if saved_later() else "report_saved", turn.answer.language)
+
+
 def pick_provider(names: dict[str, str]) -> None:
     state.conv.provider = names.get(state.provider_picker)
     save_head()
@@ -316,7 +341,7 @@ def pick_language() -> None:
 
 
 def new_conversation() -> None:
-    for key in [k for k in state if isinstance(k, str) and k.startswith(("fb-", "comment-"))]:
+    for key in [k for k in state if isinstance(k, str) and k.startswith(("fb-", "comment-", "report"))]:
         del state[key]
     state.conv = Conversation(language=state.conv.language)
     state.pending = []
@@ -393,12 +418,26 @@ def render_feedback(turn: Turn, n: int) -> None:
             st.caption(f"{ui('your_comment', lang)}: {turn.comment}")
 
 
+def render_report(turn: Turn, n: int) -> None:
+    """On every answer that showed an entry: a wrong number, an outdated step or a dead link goes to the inbox."""
+    if not turn.answer.entry_id:
+        return
+    lang = turn.answer.language
+    with st.popover(ui("report", lang)), st.form(f"report-form-{n}", border=False):
+        # a text area (several lines), so the comment box stays the answer's one text input
+        st.text_area(ui("report_prompt", lang), key=f"report-{n}", max_chars=2000, height=90)
+        st.form_submit_button(ui("report_send", lang), on_click=report, args=(n,))
+    if state.get(f"reported-{n}"):
+        st.caption(f"{ui('reported', lang)}: {state[f'reported-{n}']}")
+
+
 def render_turn(turn: Turn, n: int) -> None:
     with st.chat_message("user"):
         st.text(turn.said)   # what the user typed, as text: no Markdown, no HTML, no icons, no links
     with st.chat_message("assistant"):
         render_answer(turn, n)
         render_feedback(turn, n)
+        render_report(turn, n)
 
 
 def answer_now(request: dict, n: int) -> None:
@@ -410,10 +449,13 @@ def answer_now(request: dict, n: int) -> None:
     with st.chat_message("assistant"):
         with st.spinner(ui("thinking")):
             language = None if conv.language == "auto" else conv.language
+            # Asked now, not at the page's last full run: only this slot reruns, and the operator may have
+            # switched in a new index since.
+            current = serving(get_assistant)
             if request.get("entry_id") in kb.by_id:
-                answer = assistant.answer_entry(request["entry_id"], language or ui_language(), request["question"])
+                answer = current.answer_entry(request["entry_id"], language or ui_language(), request["question"])
             else:
-                answer = assistant.ask(request["question"], provider=request.get("provider") or conv.provider,
+                answer = current.ask(request["question"], provider=request.get("provider") or conv.provider,
                                        language=language, topic=conv.topic)
         turn = Turn(said, answer)
         conv.turns.append(turn)
@@ -427,11 +469,12 @@ def answer_now(request: dict, n: int) -> None:
         interaction = with_store(lambda s: s.log_interaction(
             session_id=state.cid, question=answer.question, language=answer.language, provider=answer.provider,
             kind=answer.kind.value, entry_id=answer.entry_id, topic=answer.topic, answered=answer.answered,
-            score=top.score if top else None))
+            score=top.score if top else None, offered=answer.hits))
         turn.interaction = None if interaction is NOT_SAVED else interaction
         if turn.interaction is not None and saved_later():
             st.caption(ui("not_saved", answer.language))
         render_feedback(turn, n)
+        render_report(turn, n)
         if turn.interaction is not None:
             save_turn(n)
             save_head()

@@ -275,6 +275,9 @@ def parser() -> argparse.ArgumentParser:
                     help="fit the decline rule on the development sets first (prints its weights)")
     ev.add_argument("--ablation", action="store_true",
                     help="what each part is worth: one taken away at a time, dev and test side by side (minutes)")
+    from retrieval.learn.commands import add_parser as add_inbox
+
+    add_inbox(sub)
     bench = sub.add_parser("bench", help="measure speed and memory; write a Markdown report")
     bench.add_argument("--out", default="bench", help="folder for report.md and the plot")
     bench.add_argument("--quick", action="store_true", help="smaller sizes, for a fast look")
@@ -311,6 +314,9 @@ def main(argv: list[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO 
         if args.command == "eval":
             from retrieval.measure.evaluate import cmd_eval
             return cmd_eval(args, settings, out)
+        if args.command == "inbox":
+            from retrieval.learn.commands import cmd_inbox
+            return cmd_inbox(args, settings, out)
         if args.command == "bench":
             from retrieval.measure.bench import cmd_bench, cmd_bench_api, cmd_bench_memory, cmd_bench_web
             if args.memory:

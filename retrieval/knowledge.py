@@ -14,8 +14,10 @@ from urllib.parse import urlparse
 from retrieval.knowledge_schema import (  # noqa: F401  (re-exported: other modules import these from here)
     CATALOG_FILE,
     CONVERSATION_FILE,
+    DRAFTS_DIR,
     ENTRY_ID,
     LANGUAGES,
+    LEARNED_DIR,
     MESSAGES_FILE,
     OUT_OF_SCOPE_FILE,
     PROVIDER_KINDS,
@@ -27,6 +29,7 @@ from retrieval.knowledge_schema import (  # noqa: F401  (re-exported: other modu
     CatalogFile,
     ConversationFile,
     EntrySchema,
+    LearnedFile,
     MessagesFile,
     OutOfScopeFile,
     ProviderFile,
@@ -104,6 +107,8 @@ class Entry:
     sources: tuple[str, ...]
     related: tuple[str, ...] = ()
     file: str = ""
+    # The phrasings among `questions` that came from knowledge/learned/ (they are at the end of each list).
+    learned: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def oldest_source(self) -> Source | None:
         """The dated source whose page is oldest, if any source shows a date."""
@@ -154,6 +159,8 @@ class KnowledgeBase:
     conversation: Conversation = field(default_factory=Conversation)
     vocabulary: tuple[TermGroup, ...] = ()
     product_words: tuple[str, ...] = ()  # "E卡", "US SIM card": taken out of a question like a provider's name
+    learned_files: tuple[str, ...] = ()  # knowledge/learned/ files read (their phrasings are in the entries)
+    learned_off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of off_topic, those learned
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -243,21 +250,96 @@ def _cross_file_errors(files: dict[str, ProviderFile], complete: bool) -> list[s
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def _digest(paths: list[Path]) -> str:
+def _digest(directory: Path, paths: list[Path]) -> str:
     h = hashlib.sha256()
     for path in paths:
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 
-def _entry(e: EntrySchema, provider: str, file: str) -> Entry:
+@dataclass(frozen=True)
+class Learned:
+    """What knowledge/learned/ adds: more phrasings per entry id, more questions to decline (per language)."""
+
+    phrasings: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    attached: tuple[tuple[str, str], ...] = ()  # (file, entry id) of every attach, for error messages
+
+
+def _learned(directory: Path, errors: list[str]) -> tuple[Learned, list[Path]]:
+    """Read knowledge/learned/*.yaml with the same strictness as the rest; an unknown entry id is checked later."""
+    paths = sorted((directory / LEARNED_DIR).glob("*.yaml"))
+    phrasings: dict[str, dict[str, list[str]]] = {}
+    off_topic: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
+    attached: list[tuple[str, str]] = []
+    for path in paths:
+        name = f"{LEARNED_DIR}/{path.name}"
+        found: list[str] = []
+        doc, _, _ = load_yaml(path, found)
+        errors += [f"{LEARNED_DIR}/{e}" for e in found]
+        if found:
+            continue
+        f = validate(name, doc, LearnedFile, {}, errors)
+        if f is None:
+            continue
+        questions = {lang: getattr(f.questions, lang) for lang in LANGUAGES}
+        if not any(questions.values()):
+            errors.append(f"{name}: -: questions: expected at least one question")
+        elif f.action == "attach" and not f.entry:
+            errors.append(f"{name}: -: entry: attach needs the id of the entry these are phrasings of")
+        elif f.action == "out_of_scope" and f.entry:
+            errors.append(f"{name}: -: entry: questions to decline belong to no entry; remove `entry`")
+        elif f.action == "attach":
+            attached.append((name, f.entry))
+            for lang, texts in questions.items():
+                phrasings.setdefault(f.entry, {}).setdefault(lang, []).extend(texts)
+        else:
+            for lang, texts in questions.items():
+                off_topic[lang].extend(texts)
+    learned = Learned({eid: {lang: tuple(qs) for lang, qs in by_lang.items()} for eid, by_lang in phrasings.items()},
+                      {lang: tuple(qs) for lang, qs in off_topic.items() if qs},
+                      tuple(f"{LEARNED_DIR}/{p.name}" for p in paths), tuple(attached))
+    return learned, paths
+
+
+def _learned_errors(learned: Learned, files: dict[str, ProviderFile], off_topic: dict[str, tuple[str, ...]],
+                    complete: bool) -> list[str]:
+    """Learned phrasings of entries that exist, and no question both answered and declined."""
+    errors = []
+    known = {e.id for f in files.values() for e in f.entries}
+    if complete:
+        errors += [f"{name}: -: entry: unknown entry id {eid!r} (learned phrasings attach to an entry that exists)"
+                   for name, eid in learned.attached if eid not in known]
+    declined = {lang: {q.casefold() for q in (*off_topic.get(lang, ()), *learned.off_topic.get(lang, ()))}
+                for lang in LANGUAGES}
+    for eid, by_lang in learned.phrasings.items():
+        name = next(n for n, e in learned.attached if e == eid)
+        for lang, texts in by_lang.items():
+            errors += [f"{name}: {eid}: questions.{lang}: {q!r} is also a question to decline" for q in texts
+                       if q.casefold() in declined[lang]]
+    return errors
+
+
+def _with_learned(texts: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """`texts` then the learned ones it does not already hold (ignoring case)."""
+    have = {t.casefold() for t in texts}
+    added = [t for t in dict.fromkeys(extra) if t.casefold() not in have]
+    return texts + tuple(added)
+
+
+def _entry(e: EntrySchema, provider: str, file: str, learned: Learned = Learned()) -> Entry:
+    extra = learned.phrasings.get(e.id, {})
+    questions = {lang: _with_learned(getattr(e.questions, lang), extra.get(lang, ())) for lang in LANGUAGES}
     steps = {lang: tuple(Step(s.do, s.expect, s.if_not) for s in getattr(e.steps, lang)) for lang in LANGUAGES} \
         if e.steps else {}
     return Entry(id=e.id, provider=provider, topic=e.topic, checked=e.checked, title=e.title.model_dump(),
-                 questions={lang: getattr(e.questions, lang) for lang in LANGUAGES},
+                 questions=questions,
                  answer=e.answer.model_dump(), steps=steps,
                  links=tuple(Link(link.title, link.url) for link in e.links), sources=e.sources,
-                 related=e.related, file=file)
+                 related=e.related, file=file,
+                 learned={lang: questions[lang][len(getattr(e.questions, lang)):] for lang in LANGUAGES
+                          if len(questions[lang]) > len(getattr(e.questions, lang))})
 
 
 def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> Conversation:
@@ -285,8 +367,17 @@ def _vocabulary(docs: dict[str, Any], errors: list[str]) -> tuple[tuple[TermGrou
     return groups, products
 
 
+def digest_of(directory: Path) -> str:
+    """The digest `load_knowledge(directory)` would give, from the files' bytes alone (nothing parsed): cheap
+    enough to tell on every page view whether the folder changed since it was loaded."""
+    directory = Path(directory)
+    paths = [p for p in sorted(directory.glob("*.yaml")) if p.name != MESSAGES_FILE]
+    return _digest(directory, paths + sorted((directory / LEARNED_DIR).glob("*.yaml")))
+
+
 def load_knowledge(directory: Path) -> KnowledgeBase:
-    """Read and validate every knowledge file; raise KnowledgeError listing all problems."""
+    """Read and validate every knowledge file (knowledge/learned/ too; knowledge/drafts/ never); raise
+    KnowledgeError listing all problems."""
     directory = Path(directory)
     paths = sorted(directory.glob("*.yaml"))
     names = {p.name for p in paths}
@@ -324,15 +415,24 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         if parsed is not None:
             files[name] = parsed
     errors += _cross_file_errors(files, complete=len(files) == len(provider_files))
+    learned, learned_paths = _learned(directory, errors)
+    errors += _learned_errors(learned, files, off_topic, complete=len(files) == len(provider_files))
     if errors:
         raise KnowledgeError(errors)
+    written = off_topic
+    off_topic = {lang: _with_learned(tuple(written.get(lang, ())), learned.off_topic.get(lang, ()))
+                 for lang in LANGUAGES if written.get(lang) or learned.off_topic.get(lang)}
+    learned_off_topic = {lang: texts[len(written.get(lang, ())):] for lang, texts in off_topic.items()
+                         if len(texts) > len(written.get(lang, ()))}
     providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.aliases,
                                          f.provider.support_url, f.provider.domains) for f in files.values()}
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
                          topics=topics, messages=messages, off_topic=off_topic,
-                         entries=tuple(_entry(e, f.provider.id, name) for name, f in files.items() for e in f.entries),
+                         entries=tuple(_entry(e, f.provider.id, name, learned)
+                                       for name, f in files.items() for e in f.entries),
                          name_suffixes=catalog.name_suffixes, required=dict(catalog.required_topics),
                          conversation=conversation, vocabulary=vocabulary, product_words=product_words,
                          provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
-                         digest=_digest([p for p in paths if p.name != MESSAGES_FILE]))
+                         learned_files=learned.files, learned_off_topic=learned_off_topic,
+                         digest=_digest(directory, [p for p in paths if p.name != MESSAGES_FILE] + learned_paths))

@@ -24,6 +24,11 @@ OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
 CONVERSATION_FILE = "conversation.yaml"
 VOCABULARY_FILE = "vocabulary.yaml"
 SPECIAL_FILES = (CATALOG_FILE, MESSAGES_FILE, OUT_OF_SCOPE_FILE, CONVERSATION_FILE, VOCABULARY_FILE)
+# knowledge/learned/*.yaml: real users' questions the operator filed from the inbox (retrieval/learn), read with the
+# rest. knowledge/drafts/: entries the inbox asked for, for a person to write and source; never read.
+LEARNED_DIR = "learned"
+DRAFTS_DIR = "drafts"
+LEARNED_ACTIONS = ("attach", "out_of_scope")
 PROVIDER_KINDS = ("general", "virtual_number", "retired_voip", "business_phone", "carrier_prepaid", "mvno_prepaid")
 PROVIDER_STATUSES = ("active", "retired")
 ENTRY_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -266,6 +271,23 @@ class MessagesFile(Schema):
 
 class OutOfScopeFile(Schema):
     out_of_scope: PerLanguage[Texts]
+
+
+class LearnedQuestions(Schema):
+    zh: tuple[Text, ...] = ()
+    en: tuple[Text, ...] = ()
+
+
+class LearnedFile(Schema):
+    """One action from the inbox: its questions become more phrasings of an existing entry (`attach`, with
+    `entry`) or questions to decline (`out_of_scope`). Questions only: an answer or a fact has no place here."""
+
+    action: Literal[LEARNED_ACTIONS]  # type: ignore[valid-type]
+    by: Text                          # who filed them
+    at: Text                          # when (UTC, ISO 8601)
+    group: Text                       # the inbox group they came from
+    entry: Text | None = None
+    questions: LearnedQuestions
 
 
 class SmallTalkSchema(Schema):

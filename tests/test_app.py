@@ -368,3 +368,24 @@ def test_production_settings():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["server"]["fileWatcherType"] == "none" and config["server"]["runOnSave"] is False
     assert config["server"]["maxWidgetStateSize"] <= 1 and config["runner"]["postScriptGC"] is False
+
+
+def test_a_mistake_is_reported_on_an_answer_with_its_entry_and_masked(app, tmp_path):
+    ask(app, "gv top up")
+    ask(app, "明天纽约天气怎么样")                                         # declined: no entry to report on
+    turns = conversation(app).turns
+    assert turns[0].answer.entry_id and not turns[1].answer.entry_id
+    reports = [p.proto.popover.label for p in app.get("popover") if "⚠️" in p.proto.popover.label]
+    assert reports == ["⚠️ Report a mistake"]                               # on the answer, not on the decline
+    assert [t.key for t in app.text_area] == ["report-0"]
+    app.text_area[0].input("the fee is $5 now, not $3; my card 4111 1111 1111 1111")
+    next(b for b in app.button if b.label == "Send").click().run()
+    assert [t.value for t in app.toast] == ["Thanks: this goes to the person who keeps this answer up to date."]
+    whole_page(app)
+    assert "my card •••• •••• •••• ••••" in markdown(app) and "4111" not in markdown(app)
+    db = sqlite3.connect(tmp_path / "feedback.sqlite3")
+    rows = db.execute("select r.entry_id, r.text, i.question from reports r "
+                      "join interactions i on i.id = r.interaction_id").fetchall()
+    assert rows == [(turns[0].answer.entry_id, "the fee is $5 now, not $3; my card •••• •••• •••• ••••", "gv top up")]
+    offered = db.execute("select offered from interactions order by id").fetchall()
+    assert offered[0][0] and turns[0].answer.entry_id in offered[0][0]     # what the answer offered is kept

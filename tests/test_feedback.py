@@ -28,7 +28,7 @@ from retrieval.serving.answer import Kind
 from retrieval.serving.safety import luhn_ok, mask_secrets
 from retrieval.settings import ROOT, Settings
 from retrieval.store import feedback, open_store, queries
-from retrieval.store.database import locate
+from retrieval.store.database import StoreUnavailable, locate
 from retrieval.store.feedback import SCHEMA_VERSION, FeedbackStore, storable
 from retrieval.store.schema import metadata, migration
 
@@ -683,3 +683,112 @@ def test_clear_feedback_undoes_a_rating(make):
     store.log_feedback(interaction_id=i, rating=0, comment="wrong")
     store.clear_feedback(interaction_id=i)
     assert queries.export_rows(store)["rating"].isna().all()
+
+
+# -- the operator's inbox (issue 15) -------------------------------------------------------------------
+def test_what_an_answer_offered_is_kept_best_first_with_its_margin(make, where):
+    store = make()
+    ask(store, offered=[("a", 0.5), ("b", 0.375), ("c", 0.1), ("d", 0.01)])
+    ask(store, offered=[("a", 0.9)])
+    ask(store)
+    assert raw(where, "SELECT offered, margin FROM interactions ORDER BY id") == [
+        ('[["a", 0.5], ["b", 0.375], ["c", 0.1]]', 0.125), ('[["a", 0.9]]', None), (None, None)]
+
+
+@pytest.mark.parametrize("offered", [[("a", float("nan"))], [(1, 0.5)], ["a"], [("a", True)]])
+def test_a_bad_offer_is_refused_by_name(make, offered):
+    with pytest.raises(ValueError, match="offered must hold"):
+        ask(make(), offered=offered)
+
+
+@pytest.fixture
+def inbox(make) -> FeedbackStore:
+    """One question of each reason, and some that are not in the inbox."""
+    store = make()
+    declined = ask(store, "can I buy bitcoin", session_id="a", kind="decline", entry_id=None, answered=False)
+    rated = ask(store, "tello 最低充多少", session_id="b", language="zh", offered=[("tello-amount", 0.9),
+                                                                           ("tello-topup", 0.05)])
+    store.log_feedback(interaction_id=rated, rating=0, comment="金额过时了")
+    ask(store, "how do I top up", session_id="c", provider=None, kind="ask_provider", entry_id=None)
+    ask(store, "tello", session_id="c")  # the ask-back was answered: not in the inbox
+    ask(store, "which provider?", session_id="d", provider=None, kind="ask_provider", entry_id=None)
+    ask(store, "close one", session_id="e", offered=[("x", 0.45), ("y", 0.35)])
+    ask(store, "clear one", session_id="e", offered=[("x", 0.9), ("y", 0.05)])
+    ask(store, "   ", session_id="f", kind="empty", entry_id=None, answered=False, score=None)
+    liked = ask(store, "liked", session_id="g", kind="decline", entry_id=None, answered=False)
+    store.log_feedback(interaction_id=liked, rating=1)
+    store.declined = declined
+    return store
+
+
+def test_the_inbox_holds_what_went_wrong_newest_first(inbox):
+    frame = queries.inbox_items(inbox)
+    assert records(frame[["question", "reason", "rating", "comment"]]) == [
+        ("liked", "declined", 1, None), ("close one", "close_call", None, None),
+        ("which provider?", "ask_back_unanswered", None, None), ("tello 最低充多少", "thumbs_down", 0, "金额过时了"),
+        ("can I buy bitcoin", "declined", None, None)]
+    assert frame["offered"][3] == '[["tello-amount", 0.9], ["tello-topup", 0.05]]'
+
+
+def test_a_close_call_is_measured_by_the_margin_asked(inbox):
+    assert "close one" not in queries.inbox_items(inbox, close_margin=0.05)["question"].tolist()
+    assert "clear one" in queries.inbox_items(inbox, close_margin=0.9)["question"].tolist()
+
+
+def test_an_action_takes_its_questions_out_of_the_inbox_and_records_who_and_when(inbox, where):
+    action = inbox.record_action(actor=f"Ann {CARD}", action="out_of_scope", group_id="g-1",
+                                 questions=[f"bitcoin {CARD}"], effect={"note": CARD}, interactions=[inbox.declined])
+    assert "can I buy bitcoin" not in queries.inbox_items(inbox)["question"].tolist()
+    (row,) = records(queries.actions(inbox))
+    assert row[0] == action and datetime.fromisoformat(row[1]).tzinfo is not None
+    assert row[2:] == ("Ann •••• •••• •••• ••••", "out_of_scope", "g-1", None, '["bitcoin •••• •••• •••• ••••"]',
+                       None, '{"note": "•••• •••• •••• ••••"}')
+    assert CARD not in str(raw(where, "SELECT * FROM inbox_actions"))
+    # The same question asked again, and declined again, is back: the action did not help it.
+    ask(inbox, "can I buy bitcoin", session_id="z", kind="decline", entry_id=None, answered=False)
+    assert queries.inbox_items(inbox)["question"].tolist().count("can I buy bitcoin") == 1
+
+
+@pytest.mark.parametrize(("changes", "message"), [({"actor": " "}, "actor must say who"),
+                                                  ({"action": "delete"}, "action must be one of"),
+                                                  ({"group_id": ""}, "group_id must be")])
+def test_an_action_is_refused_by_name(make, changes, message):
+    with pytest.raises(ValueError, match=message):
+        make().record_action(**{"actor": "Ann", "action": "attach", "group_id": "g-1", "questions": ["q"],
+                                **changes})
+
+
+def test_a_reported_mistake_lands_in_the_inbox_masked_with_its_question(make, where):
+    store = make()
+    answered = ask(store, "tello minimum", entry_id="tello-amount")
+    store.report_mistake(session_id="s1", entry_id="tello-amount", interaction_id=answered,
+                         text=f"  the minimum is $10 now, paid with {CARD}  ")
+    store.report_mistake(session_id="s2", entry_id="gv-rates", text="dead link")
+    assert records(queries.open_reports(store)[["entry_id", "text", "question"]]) == [
+        ("gv-rates", "dead link", None),
+        ("tello-amount", "the minimum is $10 now, paid with •••• •••• •••• ••••", "tello minimum")]
+    assert CARD not in str(raw(where, "SELECT * FROM reports"))
+    ids = queries.open_reports(store)["report_id"].tolist()
+    store.record_action(actor="Ann", action="fixed", group_id="entry:gv-rates", questions=["dead link"],
+                        entry_id="gv-rates", reports=[ids[0]])
+    assert queries.open_reports(store)["entry_id"].tolist() == ["tello-amount"]
+
+
+@pytest.mark.parametrize(("changes", "message"), [({"entry_id": ""}, "entry_id must name"),
+                                                  ({"text": "   "}, "a few words"),
+                                                  ({"interaction_id": "1"}, "interaction_id must be")])
+def test_a_report_is_refused_by_name(make, changes, message):
+    with pytest.raises(ValueError, match=message):
+        make().report_mistake(**{"session_id": "s", "entry_id": "gv-rates", "text": "wrong", **changes})
+
+
+def test_a_report_made_while_the_database_is_away_is_kept_with_its_question(tmp_path):
+    path = tmp_path / "fb.sqlite3"
+    store = FeedbackStore(path)
+    store._went_down(StoreUnavailable("away for the test"))  # writes now wait in memory, in order
+    stand_in = ask(store, "tello minimum")
+    assert stand_in < 0
+    store.report_mistake(session_id="s1", entry_id="tello-amount", interaction_id=stand_in, text="outdated")
+    assert store.flush() == 0
+    assert records(queries.open_reports(store)[["entry_id", "question"]]) == [("tello-amount", "tello minimum")]
+    store.close()

@@ -233,6 +233,77 @@ def test_unknown_key_names_the_allowed_keys(kb_dir):
                for e in errors_for(kb_dir))
 
 
+# -- knowledge/learned/: questions from the inbox, read by the same strict loader (issue 15) -------------
+def learned(kb_dir: Path, doc: dict | str, name: str = "20261201-100000-attach-gv-topup-g-1.yaml") -> Path:
+    folder = kb_dir / "learned"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+ATTACH = {"action": "attach", "by": "Ann", "at": "2026-12-01T10:00:00Z", "group": "g-1", "entry": "gv-topup",
+          "questions": {"zh": ["GV 怎么喂钱"], "en": ["how do i feed my gv"]}}
+
+
+def test_learned_phrasings_join_their_entry_and_change_the_digest(kb_dir):
+    before = load_knowledge(kb_dir)
+    learned(kb_dir, ATTACH)
+    kb = load_knowledge(kb_dir)
+    assert kb.by_id["gv-topup"].questions["zh"] == (*before.by_id["gv-topup"].questions["zh"], "GV 怎么喂钱")
+    assert kb.by_id["gv-topup"].learned == {"zh": ("GV 怎么喂钱",), "en": ("how do i feed my gv",)}
+    assert kb.digest != before.digest
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"answer": {"zh": "没有来源的答案", "en": "an unsourced answer"}}, "answer: unknown key (allowed: action,"),
+    ({"action": "rewrite"}, "action: 'rewrite' is not one of"),
+    ({"entry": None}, "entry: attach needs the id of the entry"),
+    ({"action": "out_of_scope"}, "entry: questions to decline belong to no entry"),
+    ({"questions": {"zh": [], "en": []}}, "questions: expected at least one question"),
+    ({"entry": "gv-nope"}, "entry: unknown entry id 'gv-nope'"),
+    ({"by": " "}, "by: empty text"),
+])
+def test_a_learned_file_is_refused_naming_the_file_and_field(kb_dir, change, expected):
+    learned(kb_dir, {**ATTACH, **change})
+    errors = errors_for(kb_dir)
+    assert any(e.startswith("learned/20261201-100000-attach-gv-topup-g-1.yaml: ") and expected in e for e in errors), \
+        errors
+
+
+def test_a_question_both_attached_and_declined_is_refused(kb_dir):
+    declined = load_knowledge(kb_dir).off_topic["en"][0]
+    learned(kb_dir, {**ATTACH, "questions": {"en": [declined.upper()]}})
+    assert any("is also a question to decline" in e for e in errors_for(kb_dir))
+
+
+def test_a_learned_file_that_is_not_yaml_is_named(kb_dir):
+    learned(kb_dir, "action: [attach\n")
+    assert any(e.startswith("learned/20261201-100000-attach-gv-topup-g-1.yaml: -: -: invalid YAML")
+               for e in errors_for(kb_dir))
+
+
+def test_drafts_are_never_read(kb_dir):
+    before = load_knowledge(kb_dir)
+    (kb_dir / "drafts").mkdir()
+    (kb_dir / "drafts" / "new.yaml").write_text("provider: TODO\nentries:\n- id: TODO\n", encoding="utf-8")
+    assert load_knowledge(kb_dir).digest == before.digest
+
+
+def test_learned_keys_come_last_so_written_ones_keep_their_place(kb_dir):
+    from retrieval.serving.chunks import KeyKind, make_keys
+
+    before = make_keys(load_knowledge(kb_dir))
+    learned(kb_dir, ATTACH)
+    learned(kb_dir, {"action": "out_of_scope", "by": "Ann", "at": "2026-12-01T10:00:00Z", "group": "g-2",
+                     "questions": {"en": ["what is the weather on mars"]}}, name="20261201-1-out-of-scope-g-2.yaml")
+    after = make_keys(load_knowledge(kb_dir))
+    assert after[:len(before)] == before
+    assert [(k.entry_id, k.kind, k.text) for k in after[len(before):]] == [
+        ("gv-topup", KeyKind.QUESTION, "怎么喂钱"), ("gv-topup", KeyKind.QUESTION, "how do i feed my"),
+        ("", KeyKind.OFF_TOPIC, "what is the weather on mars")]
+
+
 def test_short_name_drops_the_bracketed_explanation():
     kb = load_knowledge(ROOT / "knowledge")
     assert kb.providers["tello"].short_name("zh") == "Tello"

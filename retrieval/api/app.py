@@ -52,7 +52,8 @@ def log_answer(store: FeedbackStore | None, reply: Answer, session_id: str | Non
     try:
         store.log_interaction(session_id=session_id or SESSION, question=reply.question, language=reply.language,
                               provider=reply.provider, kind=reply.kind.value, entry_id=reply.entry_id,
-                              topic=reply.topic, answered=reply.answered, score=top.score if top else None)
+                              topic=reply.topic, answered=reply.answered, score=top.score if top else None,
+                              offered=reply.hits)
     except (StoreError, ValueError) as exc:
         log.warning("the question was answered but not stored: %s", exc)
 

@@ -754,6 +754,19 @@ def cmd_bench(args, settings: Settings, out: TextIO) -> int:
     return 0
 
 
+def _write_section(args, name: str, title: str, body: list[str], info: dict, out: TextIO) -> int:
+    """One section's report: its body, then the machine it ran on; printed, and written to `<out>/<name>`."""
+    info["load average (1/5/15 min) at end"] = load_average()
+    text = "\n".join([f"# Bench: {title}", *body, "", "## Machine", "", "| | |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
+    path = Path(args.out) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(text, file=out)
+    _progress(f"wrote {path}")
+    return 0
+
+
 def cmd_bench_api(args, settings: Settings, out: TextIO) -> int:
     """`bench --api`: only the HTTP API beside the engine; prints the section and writes `<out>/api.md`."""
     from retrieval.loading import load_assistant
@@ -765,15 +778,7 @@ def cmd_bench_api(args, settings: Settings, out: TextIO) -> int:
     assistant = load_assistant(settings, progress=_progress)
     info = machine(settings)
     api = measure_api(assistant, questions, _progress)
-    info["load average (1/5/15 min) at end"] = load_average()
-    text = "\n".join(["# Bench: the HTTP API", *render_api(api), "", "## Machine", "", "| | |", "|---|---|",
-                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
-    path = Path(args.out) / "api.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(text, file=out)
-    _progress(f"wrote {path}")
-    return 0
+    return _write_section(args, "api.md", "the HTTP API", render_api(api), info, out)
 
 
 def cmd_bench_web(args, settings: Settings, out: TextIO) -> int:
@@ -781,16 +786,9 @@ def cmd_bench_web(args, settings: Settings, out: TextIO) -> int:
     quick = bool(getattr(args, "quick", False))
     info = machine(settings)
     web = web_rows(quick, _progress)
-    info["load average (1/5/15 min) at end"] = load_average()
-    text = "\n".join(["# Bench: the chat server", "", "| measurement | value | target | |", "|---|---|---|---|",
-                      *("| " + " | ".join(row) + " |" for row in web), "", "## Machine", "", "| | |", "|---|---|",
-                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
-    path = Path(args.out) / "web.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(text, file=out)
-    _progress(f"wrote {path}")
-    return 0
+    body = ["", "| measurement | value | target | |", "|---|---|---|---|",
+            *("| " + " | ".join(row) + " |" for row in web)]
+    return _write_section(args, "web.md", "the chat server", body, info, out)
 
 
 # -- memory of the servers ------------------------------------------------------------------------
@@ -809,14 +807,6 @@ def cmd_bench_memory(args, settings: Settings, out: TextIO) -> int:
 
     info = machine(settings)
     result = measure_memory(_progress, page=not getattr(args, "quick", False))
-    info["load average (1/5/15 min) at end"] = load_average()
-    text = "\n".join(["# Bench: memory", "", "| measurement | value | target | |", "|---|---|---|---|",
-                      *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in memory.summary(result)),
-                      *memory.render(result), "", "## Machine", "", "| | |", "|---|---|",
-                      *(f"| {k} | {v} |" for k, v in info.items())]) + "\n"
-    path = Path(args.out) / "memory.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(text, file=out)
-    _progress(f"wrote {path}")
-    return 0
+    body = ["", "| measurement | value | target | |", "|---|---|---|---|",
+            *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in memory.summary(result)), *memory.render(result)]
+    return _write_section(args, "memory.md", "memory", body, info, out)

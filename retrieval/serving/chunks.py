@@ -87,14 +87,25 @@ def make_keys(kb: KnowledgeBase, strip_providers: bool = True) -> list[Key]:
     strip = ProviderFinder(kb).strip if strip_providers else normalise
     terms = Terms(kb.vocabulary, kb.product_words)
     keys = []
+    own: dict[tuple[str, str], dict[str, None]] = {}
     for e in kb.entries:
         for lang in LANGUAGES:
-            phrasings = dict.fromkeys(terms.apply(strip(q)) for q in (*e.questions[lang], e.title[lang]))
+            written = e.questions[lang][: len(e.questions[lang]) - len(e.learned.get(lang, ()))]
+            own[e.id, lang] = phrasings = dict.fromkeys(terms.apply(strip(q)) for q in (*written, e.title[lang]))
             keys += [Key(e.id, KeyKind.QUESTION, lang, q) for q in phrasings]
             keys.append(Key(e.id, KeyKind.ANSWER, lang, e.answer[lang]))
     for lang, texts in kb.off_topic.items():
-        keys += [Key("", KeyKind.OFF_TOPIC, lang, terms.apply(strip(t))) for t in dict.fromkeys(texts)]
+        written = texts[: len(texts) - len(kb.learned_off_topic.get(lang, ()))]
+        keys += [Key("", KeyKind.OFF_TOPIC, lang, terms.apply(strip(t))) for t in dict.fromkeys(written)]
     for intent in kb.conversation.small_talk.values():
         for lang, texts in intent.questions.items():
             keys += [Key(intent.id, KeyKind.SMALL_TALK, lang, normalise(t)) for t in dict.fromkeys(texts)]
+    # What knowledge/learned/ adds comes last, so every key written by hand keeps its place (the classifiers'
+    # context-augmented copies are chosen by position): an action changes only what it adds.
+    for e in kb.entries:
+        for lang, texts in e.learned.items():
+            more = dict.fromkeys(p for q in texts if (p := terms.apply(strip(q))) not in own[e.id, lang])
+            keys += [Key(e.id, KeyKind.QUESTION, lang, q) for q in more]
+    for lang, texts in kb.learned_off_topic.items():
+        keys += [Key("", KeyKind.OFF_TOPIC, lang, terms.apply(strip(t))) for t in dict.fromkeys(texts)]
     return keys

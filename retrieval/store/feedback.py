@@ -19,29 +19,40 @@ import re
 import threading
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Executable, delete, select
+from sqlalchemy import Connection, Executable, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from retrieval.serving.answer import UNANSWERED, Kind
 from retrieval.serving.safety import mask_secrets
 from retrieval.settings import Settings
 from retrieval.store.database import OPEN_FOR_S, RETRY_FOR_S, Database, StoreError, StoreUnavailable, locate
-from retrieval.store.schema import SCHEMA_VERSION, conversations, feedback, interactions
+from retrieval.store.schema import (
+    ACTIONS,
+    SCHEMA_VERSION,
+    conversations,
+    feedback,
+    inbox_actions,
+    inbox_resolved,
+    interactions,
+    reports,
+)
 
-__all__ = ["KINDS", "MAX_QUEUED", "MAX_TEXT_CHARS", "SCHEMA_VERSION", "FeedbackError", "FeedbackStore",
-           "StoreUnavailable", "open_store"]
+__all__ = ["ACTIONS", "KINDS", "MAX_QUEUED", "MAX_TEXT_CHARS", "OFFERED_KEPT", "SCHEMA_VERSION", "FeedbackError",
+           "FeedbackStore", "StoreUnavailable", "open_store"]
 
 log = logging.getLogger(__name__)
 
 KINDS = tuple(kind.value for kind in Kind)
 MAX_TEXT_CHARS = 2000
 MAX_QUEUED = 1000
+OFFERED_KEPT = 3  # the entries an answer offered that are kept with the question, best first
+MAX_ACTOR_CHARS = 100
 # The background writer's first retry after a failure, doubling up to RETRY_MAX_S while the database stays away.
 RETRY_EVERY_S = 1.0
 RETRY_MAX_S = 30.0
@@ -77,6 +88,26 @@ def _whole_number(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{what} must be a whole number, got {value!r}")
     return value
+
+
+def _offered(offered: Iterable[Any]) -> tuple[str | None, float | None]:
+    """(JSON [[entry_id, score], ...] of the first OFFERED_KEPT, first score minus second) from hits or pairs."""
+    pairs = []
+    for item in offered:
+        pair = (item.entry_id, item.score) if hasattr(item, "entry_id") else item
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"offered must hold (entry_id, score) pairs or hits, got {item!r}")
+        entry_id, score = pair
+        if not isinstance(entry_id, str) or isinstance(score, bool) or not isinstance(score, numbers.Real) \
+                or not math.isfinite(score):
+            raise ValueError(f"offered must hold (entry_id, score) pairs or hits, got {item!r}")
+        pairs.append([entry_id, round(float(score), 4)])
+        if len(pairs) == OFFERED_KEPT:
+            break
+    if not pairs:
+        return None, None
+    margin = pairs[0][1] - pairs[1][1] if len(pairs) > 1 else None
+    return json.dumps(pairs), margin
 
 
 def _conversation_id(value: Any) -> str:
@@ -117,9 +148,30 @@ def _upsert_conversation(conn: Connection, values: dict) -> None:
         "updated_at": statement.excluded.updated_at, "data": statement.excluded.data}))
 
 
+def _insert_report(conn: Connection, values: dict) -> None:
+    interaction_id = values["interaction_id"]
+    if interaction_id is not None and conn.execute(
+            select(interactions.c.id).where(interactions.c.id == interaction_id)).first() is None:
+        values = {**values, "interaction_id": None}  # the question is gone; the report still counts
+    conn.execute(_insert(conn, reports).values(**values).on_conflict_do_nothing(index_elements=["write_key"]))
+
+
+def _insert_action(conn: Connection, values: dict) -> int:
+    resolved, reported = values.pop("interactions"), values.pop("reports")
+    action_id = conn.execute(inbox_actions.insert().values(**values).returning(inbox_actions.c.id)).scalar_one()
+    known = set(conn.execute(select(interactions.c.id).where(interactions.c.id.in_(resolved))).scalars()) \
+        if resolved else set()
+    for interaction_id in sorted(known):
+        conn.execute(_insert(conn, inbox_resolved).values(interaction_id=interaction_id, action_id=action_id)
+                     .on_conflict_do_update(index_elements=["interaction_id"], set_={"action_id": action_id}))
+    if reported:
+        conn.execute(update(reports).where(reports.c.id.in_(reported)).values(action_id=action_id))
+    return action_id
+
+
 STATEMENTS: dict[str, Callable[[Connection, dict], Any]] = {
     "interaction": _insert_interaction, "feedback": _upsert_feedback, "clear": _delete_feedback,
-    "conversation": _upsert_conversation,
+    "conversation": _upsert_conversation, "report": _insert_report,
 }
 
 
@@ -214,10 +266,13 @@ class FeedbackStore:
 
     # -- writing -----------------------------------------------------------------------------------
     def log_interaction(self, *, session_id: str, question: str, language: str, provider: str | None, kind: str,
-                        entry_id: str | None, topic: str | None, answered: bool, score: float | None) -> int:
+                        entry_id: str | None, topic: str | None, answered: bool, score: float | None,
+                        offered: Sequence[Any] = ()) -> int:
         """Record one question and what the assistant did with it; returns the interaction id.
 
-        While the database is away the id is a stand-in (negative) that `log_feedback` accepts as well."""
+        `offered`: the answer's hits (or (entry_id, score) pairs), best first; the first OFFERED_KEPT are kept,
+        for the operator's inbox. While the database is away the id is a stand-in (negative) that
+        `log_feedback` and `report_mistake` accept as well."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if bool(answered) != (kind not in UNANSWERED):
@@ -227,11 +282,13 @@ class FeedbackStore:
         if score is not None and (isinstance(score, bool) or not isinstance(score, numbers.Real)
                                   or not math.isfinite(score)):
             raise ValueError(f"score must be a finite number or None, got {score!r}")
+        offered_json, margin = _offered(offered)
         # Masked here as well as in the assistant: a caller that forgets must not put a card number on disk.
         values = {"asked_at": self._now(), "session_id": storable(str(session_id)),
                   "question": _clean(question, "question") or "", "language": str(language), "provider": provider,
                   "kind": str(kind), "entry_id": entry_id, "topic": topic, "answered": int(bool(answered)),
-                  "score": None if score is None else float(score), "write_key": uuid.uuid4().hex}
+                  "score": None if score is None else float(score), "write_key": uuid.uuid4().hex,
+                  "offered": offered_json, "margin": margin}
         write = _Write("interaction", values)
         done, interaction_id = self._try_now(write)
         if done:
@@ -254,6 +311,44 @@ class FeedbackStore:
     def clear_feedback(self, *, interaction_id: int) -> None:
         """Undo a 👍/👎 (and its comment): the user clicked the same thumb again."""
         self._submit(_Write("clear", {"interaction_id": _whole_number(interaction_id, "interaction_id")}))
+
+    def report_mistake(self, *, session_id: str, entry_id: str, text: str, interaction_id: int | None = None) -> None:
+        """Keep "Report a mistake" on an answer: the entry it showed (`entry_id`) and what is wrong (`text`,
+        masked and cut like a comment). It lands in the operator's inbox under the entry."""
+        if not isinstance(entry_id, str) or not entry_id.strip():
+            raise ValueError(f"entry_id must name the entry the answer showed, got {entry_id!r}")
+        cleaned = (_clean(text, "text") or "").strip()
+        if not cleaned:
+            raise ValueError("a report needs a few words saying what is wrong")
+        values = {"reported_at": self._now(), "session_id": storable(str(session_id)),
+                  "interaction_id": None if interaction_id is None else _whole_number(interaction_id, "interaction_id"),
+                  "entry_id": entry_id.strip(), "text": cleaned, "action_id": None, "write_key": uuid.uuid4().hex}
+        self._submit(_Write("report", values))
+
+    def record_action(self, *, actor: str, action: str, group_id: str, questions: Sequence[str],
+                      entry_id: str | None = None, file: str | None = None, effect: dict | None = None,
+                      interactions: Iterable[int] = (), reports: Iterable[int] = ()) -> int:
+        """Record what an operator did about an inbox group or reported mistakes, now (not queued: the operator
+        must know it was kept); the listed interactions and reports leave the inbox. Returns the action's id.
+        Raises StoreUnavailable when the database cannot be written."""
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
+        actor = storable(mask_secrets(str(actor or "")).text.strip())[:MAX_ACTOR_CHARS]
+        if not actor:
+            raise ValueError("actor must say who acted (a name), got nothing")
+        if not isinstance(group_id, str) or not group_id:
+            raise ValueError(f"group_id must be the inbox group's id, got {group_id!r}")
+        masked = [_clean(q, "question") for q in questions]
+        values = {"acted_at": self._now(), "actor": actor, "action": action, "group_id": storable(group_id),
+                  "entry_id": entry_id, "questions": json.dumps(masked, ensure_ascii=False), "file": file,
+                  "effect": None if effect is None else storable(mask_secrets(json.dumps(effect)).text),
+                  "interactions": [_whole_number(i, "interaction id") for i in interactions if i > 0],
+                  "reports": [_whole_number(r, "report id") for r in reports]}
+        if self._needs_open:
+            self.flush()
+            if self._needs_open:
+                raise StoreUnavailable(self._problem or f"The feedback database {self.where} is not open.")
+        return self.db.run(lambda conn: _insert_action(conn, dict(values)), write=True)
 
     def save_conversation(self, conversation_id: str, data: dict) -> None:
         """Keep a conversation's state (a JSON-serialisable dict) under its id, replacing the last copy.
@@ -335,11 +430,13 @@ class FeedbackStore:
                     raise ValueError(f"unknown interaction_id {interaction_id}: log_interaction returns the ids"
                                      " to use")
                 real = self._resolved.get(interaction_id)
-            if real == DROPPED:
+            if real == DROPPED and write.what == "report":
+                real = write.values["interaction_id"] = None  # kept without the question it was about
+            elif real == DROPPED:
                 with self._lock:
                     self.dropped += 1
                 return
-            if real is None:  # still waiting: wait behind it
+            if real is None and write.values["interaction_id"] is not None:  # still waiting: wait behind it
                 write.ref = interaction_id
                 self._enqueue(write)
                 return
@@ -364,7 +461,9 @@ class FeedbackStore:
         if write.ref is not None and write.what != "interaction":
             with self._lock:
                 real = self._resolved.get(write.ref)
-            if not real:
+            if not real and write.what == "report":
+                real = None  # the question was dropped; the report is kept without it
+            elif not real:
                 raise ValueError(f"the question it belongs to (stand-in id {write.ref}) was dropped")
             values = {**values, "interaction_id": real}
         result = self.db.run(lambda conn: STATEMENTS[write.what](conn, values), write=True, budget=budget)

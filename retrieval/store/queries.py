@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pandas as pd
-from sqlalchemy import Select, case, func, literal, literal_column, select
+from sqlalchemy import Select, and_, case, exists, func, literal, literal_column, select
 
 from retrieval.serving.answer import UNANSWERED, Kind
 from retrieval.store.feedback import FeedbackStore
-from retrieval.store.schema import feedback, interactions
+from retrieval.store.schema import feedback, inbox_actions, inbox_resolved, interactions, reports
 
-__all__ = ["UNANSWERED_KINDS", "answered_share", "comments", "csv_bytes", "declined_questions", "export_csv",
-           "export_rows", "feedback_by_entry", "feedback_by_provider", "questions_by_kind", "questions_per_day",
-           "top_providers", "top_topics"]
+__all__ = ["CLOSE_MARGIN", "REASONS", "UNANSWERED_KINDS", "actions", "answered_share", "comments", "csv_bytes",
+           "declined_questions", "export_csv", "export_rows", "feedback_by_entry", "feedback_by_provider",
+           "inbox_items", "open_reports", "questions_by_kind", "questions_per_day", "top_providers", "top_topics"]
 
 # In the order a report lists them: the kinds that answered, then those that did not.
 UNANSWERED_KINDS = tuple(kind.value for kind in Kind if kind in UNANSWERED)
@@ -39,6 +39,13 @@ RATINGS = {"ratings": "int64", "thumbs_up": "int64", "thumbs_down": "int64"}  # 
 DECLINED = {"question": "str", "language": "str", "provider": "str", "times": "int64", "last_asked": "str"}
 COMMENTS = {"rated_at": "str", "rating": "int64", "comment": "str", "question": "str", "provider": "str",
             "topic": "str", "entry_id": "str", "kind": "str"}
+INBOX = {"interaction_id": "int64", "asked_at": "str", "session_id": "str", "question": "str", "language": "str",
+         "provider": "str", "kind": "str", "entry_id": "str", "offered": "str", "margin": "float64",
+         "rating": "Int64", "comment": "str", "reason": "str"}
+REPORTS = {"report_id": "int64", "reported_at": "str", "entry_id": "str", "text": "str", "question": "str",
+           "kind": "str", "interaction_id": "Int64"}
+ACTIONS = {"action_id": "int64", "acted_at": "str", "actor": "str", "action": "str", "group_id": "str",
+           "entry_id": "str", "questions": "str", "file": "str", "effect": "str"}
 EXPORT = {"interaction_id": "int64", "asked_at": "str", "session_id": "str", "question": "str", "language": "str",
           "provider": "str", "kind": "str", "entry_id": "str", "topic": "str", "answered": "bool",
           "score": "float64", "rating": "Int64", "comment": "str", "rated_at": "str"}
@@ -103,6 +110,56 @@ def declined_questions(store: FeedbackStore, limit: int = 50) -> pd.DataFrame:
     return _frame(store, select(ranked.c.question, ranked.c.language, ranked.c.provider, ranked.c.times,
                                 ranked.c.last_asked).where(ranked.c.latest == 1)
                   .order_by(ranked.c.times.desc(), ranked.c.last_asked.desc()).limit(_positive(limit)), DECLINED)
+
+
+# -- the operator's inbox ----------------------------------------------------------------------------
+# Why a question is in the inbox, in the order one reason wins over another.
+REASONS = ("thumbs_down", "declined", "ask_back_unanswered", "close_call")
+# An answer whose first entry's probability beat the second's by less than this was a close call.
+CLOSE_MARGIN = 0.2
+
+
+def inbox_items(store: FeedbackStore, close_margin: float = CLOSE_MARGIN, limit: int = 5000) -> pd.DataFrame:
+    """What went wrong and nobody has acted on yet, newest first: answers rated 👎 (with their comment),
+    declined questions, ask-backs (which provider? did you mean?) after which the user asked nothing more, and
+    answers whose first two entries were within `close_margin` of each other. Columns as INBOX; `reason` is one
+    of REASONS; `offered` is the JSON [[entry_id, score], ...] the assistant offered, best first."""
+    later = interactions.alias("later")
+    asked_more = exists(select(later.c.id).where(later.c.session_id == i.c.session_id, later.c.id > i.c.id))
+    reason = case(
+        (f.c.rating == literal_column("0"), literal("thumbs_down", literal_execute=True)),
+        (i.c.kind == literal(Kind.DECLINE.value, literal_execute=True), literal("declined", literal_execute=True)),
+        (and_(i.c.kind.in_([literal(Kind.ASK_PROVIDER.value, literal_execute=True),
+                            literal(Kind.CLARIFY.value, literal_execute=True)]), ~asked_more),
+         literal("ask_back_unanswered", literal_execute=True)),
+        (and_(i.c.kind == literal(Kind.ANSWER.value, literal_execute=True), i.c.margin < float(close_margin)),
+         literal("close_call", literal_execute=True)),
+        else_=None).label("reason")
+    rows = (select(i.c.id.label("interaction_id"), i.c.asked_at, i.c.session_id, i.c.question, i.c.language,
+                   i.c.provider, i.c.kind, i.c.entry_id, i.c.offered, i.c.margin, f.c.rating, f.c.comment, reason)
+            .select_from(i.outerjoin(f, f.c.interaction_id == i.c.id)
+                         .outerjoin(inbox_resolved, inbox_resolved.c.interaction_id == i.c.id))
+            .where(inbox_resolved.c.interaction_id.is_(None), func.length(func.trim(i.c.question)) > 0)
+            .subquery())
+    return _frame(store, select(*rows.c).where(rows.c.reason.is_not(None))
+                  .order_by(rows.c.asked_at.desc(), rows.c.interaction_id.desc()).limit(_positive(limit)), INBOX)
+
+
+def open_reports(store: FeedbackStore, limit: int = 500) -> pd.DataFrame:
+    """Mistakes users reported that nobody has acted on, newest first, with the question they were about."""
+    r = reports
+    return _frame(store, select(r.c.id.label("report_id"), r.c.reported_at, r.c.entry_id, r.c.text, i.c.question,
+                                i.c.kind, r.c.interaction_id)
+                  .select_from(r.outerjoin(i, i.c.id == r.c.interaction_id)).where(r.c.action_id.is_(None))
+                  .order_by(r.c.reported_at.desc(), r.c.id.desc()).limit(_positive(limit)), REPORTS)
+
+
+def actions(store: FeedbackStore, limit: int = 200) -> pd.DataFrame:
+    """What operators did, newest first: who, when, which group or entry, which file (JSON columns as text)."""
+    a = inbox_actions
+    return _frame(store, select(a.c.id.label("action_id"), a.c.acted_at, a.c.actor, a.c.action, a.c.group_id,
+                                a.c.entry_id, a.c.questions, a.c.file, a.c.effect)
+                  .order_by(a.c.acted_at.desc(), a.c.id.desc()).limit(_positive(limit)), ACTIONS)
 
 
 def feedback_by_provider(store: FeedbackStore) -> pd.DataFrame:

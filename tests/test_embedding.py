@@ -212,6 +212,23 @@ def test_concurrent_questions_use_the_busy_model_and_get_the_same_vectors(openvi
 
 
 @pytest.mark.model
+def test_the_weights_file_is_unmapped_after_each_call_and_the_vectors_stay_the_same(openvino):
+    """Each new token maps another 2 MiB of the weights file for good unless it is unmapped after the call;
+    unmapped, the next call reads it back from the page cache: the same vectors, bit for bit."""
+    weights = openvino._weights
+    assert weights is not None and weights.file.endswith("openvino_model.bin") and weights.ranges
+    texts = ["GV怎么充值", "how do I renew Mint", "卡被拒了怎么办", "Tello PAYG 会过期吗"]
+    first = openvino.embed_queries(texts)
+    assert weights.resident == 0  # nothing of the file left mapped once no call is under way
+    with openvino.requests.request():  # a call under way: the pages it reads are left alone
+        again = openvino.embed_queries(texts)
+        assert weights.resident > 0
+    assert np.array_equal(first, again)
+    assert np.array_equal(first, openvino.embed_queries(texts))  # the next lone call unmaps it again
+    assert weights.resident == 0
+
+
+@pytest.mark.model
 def test_a_damaged_export_is_made_again(model_path, openvino, tmp_path):
     """The model's files linked into a folder of its own, with an export whose file is cut short."""
     source = Path(model_path)

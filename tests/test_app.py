@@ -15,12 +15,17 @@ APP = str(ROOT / "app.py")
 
 
 @pytest.fixture
-def app(kb_dir, tmp_path, monkeypatch):
+def page_env(kb_dir, tmp_path, monkeypatch):
+    """The page on the test knowledge, the hashing embedder and a fresh store in tmp_path."""
     monkeypatch.setenv("ASSISTANT_KNOWLEDGE_DIR", str(kb_dir))
     monkeypatch.setenv("ASSISTANT_MODEL", "hashing")
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("ASSISTANT_FEEDBACK_DB", str(tmp_path / "feedback.sqlite3"))
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def app(page_env):
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     assert not at.exception
@@ -180,13 +185,8 @@ def test_broken_knowledge_shows_message_not_traceback(kb_dir, tmp_path, monkeypa
 
 # -- what issue 11 and 12 asked of the page ------------------------------------------------------------
 @pytest.fixture
-def make_app(kb_dir, tmp_path, monkeypatch):
+def make_app(page_env, monkeypatch):
     """make_app(locale=..., query={...}, db=...) -> a started AppTest; the same knowledge and store each time."""
-    monkeypatch.setenv("ASSISTANT_KNOWLEDGE_DIR", str(kb_dir))
-    monkeypatch.setenv("ASSISTANT_MODEL", "hashing")
-    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("ASSISTANT_FEEDBACK_DB", str(tmp_path / "feedback.sqlite3"))
-    st.cache_resource.clear()
 
     def make(locale: str | None = None, query: dict | None = None, db=None) -> AppTest:
         if db is not None:

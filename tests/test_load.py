@@ -130,6 +130,17 @@ def last_interaction(db_path) -> int:
         return 0
 
 
+def stored_by_session(live_server, first_id: int) -> dict[str, list[str]]:
+    """The questions the server stored after row `first_id`, by session id, in the order they came."""
+    with contextlib.closing(sqlite3.connect(f"file:{live_server.feedback_db}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT session_id, question FROM interactions WHERE id > ? ORDER BY id",
+                          (first_id,)).fetchall()
+    by_session: dict[str, list[str]] = {}
+    for session_id, question in rows:
+        by_session.setdefault(session_id, []).append(question)
+    return by_session
+
+
 def test_many_sessions_at_once_stay_separate(live_server, capsys, record_property):
     first_id = last_interaction(live_server.feedback_db)
     start = time.perf_counter()
@@ -153,12 +164,7 @@ def test_many_sessions_at_once_stay_separate(live_server, capsys, record_propert
         assert r.walk_after == r.walk_before, r
 
     # The server kept them apart too: one session id per browser session, holding exactly its questions.
-    with contextlib.closing(sqlite3.connect(f"file:{live_server.feedback_db}?mode=ro", uri=True)) as db:
-        rows = db.execute("SELECT session_id, question FROM interactions WHERE id > ? ORDER BY id",
-                          (first_id,)).fetchall()
-    by_session: dict[str, list[str]] = {}
-    for session_id, question in rows:
-        by_session.setdefault(session_id, []).append(question)
+    by_session = stored_by_session(live_server, first_id)
     assert sorted(tuple(qs) for qs in by_session.values()) == sorted(SESSIONS)
 
     timings = [t for r in results for t in r.timings]
@@ -196,12 +202,7 @@ def test_fifty_headless_conversations_get_every_answer_and_only_their_own(live_s
     ids = [c.conversation_id for c in result.conversations]
     assert len(set(ids)) == len(ids) and all(ids)
 
-    with contextlib.closing(sqlite3.connect(f"file:{live_server.feedback_db}?mode=ro", uri=True)) as db:
-        rows = db.execute("SELECT session_id, question FROM interactions WHERE id > ? ORDER BY id",
-                          (first_id,)).fetchall()
-    stored: dict[str, list[str]] = {}
-    for session_id, question in rows:
-        stored.setdefault(session_id, []).append(question)
+    stored = stored_by_session(live_server, first_id)
     assert {c.conversation_id: list(c.questions) for c in result.conversations} == stored
 
     record_property("p95_time_to_answer_s", round(result.percentile(95), 3))

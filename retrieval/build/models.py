@@ -27,11 +27,19 @@ class FitConfig:
     scope_c: float = 16.0
     words_c: float = 16.0
     max_iter: int = 3000
-    # Every n-th phrasing and question we decline is also learned with a sentence of context around it
-    # (knowledge/conversation.yaml), so a long post is judged by what it asks (0: no augmentation).
+    # Every n-th phrasing and question we decline is also learned with context around it (sentences from
+    # knowledge/conversation.yaml), so a long post is judged by what it asks (0: no augmentation)...
     augment_every: int = 3
+    # ...a phrasing with 1 to this many sentences (real posts in scope tell a story before they ask; with
+    # only short phrasings in scope, length alone would read as out of scope), a question we decline with
+    # 1 to this many (those are mostly real posts already).
+    context_in: int = 3
+    context_out: int = 1
 
     def __post_init__(self) -> None:
+        if min(self.context_in, self.context_out) < 1:
+            raise ValueError(f"context_in and context_out must be at least 1, got {self.context_in}, "
+                             f"{self.context_out}")
         if min(self.topic_c, self.scope_c, self.words_c) <= 0:
             raise ValueError(f"C must be positive, got topic_c={self.topic_c}, scope_c={self.scope_c}, "
                              f"words_c={self.words_c}")
@@ -46,18 +54,25 @@ def _fit(x: np.ndarray, y: Sequence[str], c: float, max_iter: int, balanced: boo
                             model.intercept_.astype(np.float32))
 
 
-def with_context(kb: KnowledgeBase, keys: list[Key], every: int) -> list[Key]:
-    """Some phrasings and declined questions again, each with a sentence of context before or after it:
-    deterministic (the n-th key, the context chosen by position), in the key's own language."""
+def with_context(kb: KnowledgeBase, keys: list[Key], config: FitConfig) -> list[Key]:
+    """Every `config.augment_every`-th phrasing and declined question again, with context sentences before
+    and after it: deterministic (the n-th key, the sentences chosen by position), in the key's own language.
+
+    The n-th augmented key gets 1 + n % most sentences (most: context_in for a phrasing, context_out for a
+    question we decline), spread over several places in the pool, half of them before the question."""
     pool = kb.conversation.context
     out = []
     chosen = [k for k in keys if k.kind in (KeyKind.QUESTION, KeyKind.OFF_TOPIC)]
+    every = config.augment_every
     for i, key in enumerate(chosen):
         context = pool.get(key.language, ())
         if not every or i % every or not context:
             continue
-        sentence = context[(i // every) % len(context)]
-        text = f"{sentence} {key.text}" if (i // every) % 2 == 0 else f"{key.text} {sentence}"
+        n = i // every
+        count = 1 + n % (config.context_in if key.kind is KeyKind.QUESTION else config.context_out)
+        sentences = [context[(7 * n + 13 * m) % len(context)] for m in range(count)]
+        before = sentences[:(count + n % 2) // 2]
+        text = " ".join([*before, key.text, *sentences[len(before):]])
         out.append(Key(key.entry_id, key.kind, key.language, text))
     return out
 
@@ -67,7 +82,7 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
     """Topic and scope models from the keys' vectors (phrasings and titles in, off-topic questions out);
     None for a knowledge base too small to learn from (one topic, or nothing to decline): the assistant
     then ranks and declines without them."""
-    extra = with_context(kb, keys, config.augment_every) if embed is not None else []
+    extra = with_context(kb, keys, config) if embed is not None else []
     if extra:
         keys, vectors = [*keys, *extra], np.vstack([vectors, embed([k.text for k in extra])])
     topic_of = {e.id: e.topic for e in kb.entries}

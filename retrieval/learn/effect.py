@@ -171,7 +171,7 @@ def warm(embedder: SeededEmbedder, kb: KnowledgeBase) -> None:
     from retrieval.build.models import FitConfig, with_context
     from retrieval.serving.chunks import make_keys
 
-    embedder.embed_queries([k.text for k in with_context(kb, make_keys(kb), FitConfig().augment_every)])
+    embedder.embed_queries([k.text for k in with_context(kb, make_keys(kb), FitConfig())])
 
 
 def _asked(assistant: Assistant, groups: Sequence[Group]) -> dict[str, tuple[int, int, str | None]]:

@@ -14,8 +14,9 @@ from retrieval.serving.chunks import Chunk, Key
 from retrieval.serving.classifier import Classifiers
 
 # 2: phrasings stored without provider names; 3: off-topic questions; 4: chunks keep source_date;
-# 5: vocabulary, small talk, classifiers; 6: the vocabulary's canonical words kept whole in phrasings
-FORMAT = 6
+# 5: vocabulary, small talk, classifiers; 6: the vocabulary's canonical words kept whole in phrasings;
+# 7: classifiers fitted with one to three context sentences around phrasings
+FORMAT = 7
 CURRENT = "CURRENT"
 PREFIX = "idx-"          # a finished index folder
 BUILDING = ".building-"  # a folder being written

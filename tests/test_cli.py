@@ -296,7 +296,10 @@ def test_eval_json_prints_one_object_as_check_json_does(env, tmp_path):
     assert numbers == json.loads(saved.read_text(encoding="utf-8"))
     assert {"overall", "dev", "dev_sets"} <= set(numbers) and "test" not in numbers
     assert numbers["dev_sets"]["dev.yaml"] == numbers["dev"]
+    # The typos row: only the question with Latin words of five letters or more gets one.
+    assert numbers["dev_typos"]["n"] == 1 and numbers["dev_typos"]["in_scope"] == 1
     markdown = run(args, env, timeout=300)
     assert markdown.returncode == 0 and markdown.stdout.startswith("## Development and test sets")
+    assert "dev with typos injected (seeded) | 1 |" in markdown.stdout
     refused = run(["eval", "--json", "--ablation"], env)
     assert refused.returncode == 2 and "--ablation" in refused.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -9,12 +12,13 @@ from retrieval.knowledge import load_knowledge
 from retrieval.serving.ranking import Vocabulary
 from retrieval.serving.understand import SCAN_FACTOR, Reader, Understood
 
+ROOT = Path(__file__).resolve().parents[1]
 CARD = "4111 1111 1111 1111"
 
 
 def reader_for(kb, max_chars: int = 500) -> Reader:
     """The reader an Assistant makes: the knowledge base's own words count as known."""
-    return Reader(kb, Vocabulary(kb).words, max_chars)
+    return Reader(kb, Vocabulary(kb).counts, max_chars)
 
 
 @pytest.fixture
@@ -24,8 +28,8 @@ def reader(tiny_kb) -> Reader:
 
 def test_a_plain_question(reader):
     u = reader.read("Tello 怎么充值")
-    assert u == Understood(text="Tello 怎么充值", language="zh", provider="tello", named="tello", matched="怎么充值",
-                           follow_up=False, topic=None, gibberish=False)
+    assert u == Understood(text="Tello 怎么充值", language="zh", provider="tello", named="tello",
+                           spelled="tello 怎么充值", matched="怎么充值", follow_up=False, topic=None, gibberish=False)
 
 
 # -- the provider, the language, the topic carried over -------------------------------------------------------
@@ -104,6 +108,33 @@ def test_a_variant_of_a_synonym_group_is_matched_as_its_canonical_word(kb_dir):
     assert reader.read("how do i refill tello").matched == "how do i top up"
 
 
+# -- spelling -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_reader() -> Reader:
+    return reader_for(load_knowledge(ROOT / "knowledge"))
+
+
+@pytest.mark.parametrize(("question", "spelled"), [
+    ("Tello balence?", "tello balance?"),                       # one edit, a word of ours
+    ("gogle voice credt expired", "gogle voice credit expired"),  # a provider's typo is the finder's job
+    ("turn off autopay discout", "turn off autopay discount"),
+    ("my APN wont save", "my apn wont save"),                     # a word of a question we decline, and English
+    ("how do I pay", "how do i pay"),                             # short words are never changed
+])
+def test_misspelt_words_are_read_as_the_knowledge_bases(real_reader, question, spelled):
+    u = real_reader.read(question)
+    assert u.spelled == spelled and u.text == question  # what the user typed is kept as typed
+
+
+def test_a_misspelt_word_of_a_question_we_decline_stays_one_of_those(real_reader):
+    # "hotspot" is used only by questions we decline: its typo must not become a word of ours.
+    assert "hotspot" in real_reader.read("my hotspt is not working").spelled
+
+
+def test_the_speller_can_be_turned_off(tiny_kb):
+    assert Reader(tiny_kb, Vocabulary(tiny_kb).counts, spelling=False).read("balence").spelled == "balence"
+
+
 # -- secrets and the cut ------------------------------------------------------------------------------------
 def test_secrets_are_masked_and_named(reader):
     u = reader.read(f"GV怎么充值 我的卡 {CARD}")
@@ -140,4 +171,11 @@ def test_odd_input_is_read_as_text(reader, question, text):
 
 def test_max_chars_must_be_positive(tiny_kb):
     with pytest.raises(ValueError, match="max_chars must be at least 1, got 0"):
-        Reader(tiny_kb, set(), max_chars=0)
+        Reader(tiny_kb, Counter(), max_chars=0)
+
+
+def test_the_spellers_examples_hold():
+    import doctest
+
+    from retrieval.serving import spelling
+    assert doctest.testmod(spelling).failed == 0

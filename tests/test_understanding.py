@@ -64,6 +64,16 @@ def test_small_talk_gets_a_friendly_answer_in_the_users_language(real_assistant,
     assert ("Google Voice" in a.markdown) or ("充值" in a.markdown) or ("welcome" in a.markdown.lower())
 
 
+@pytest.mark.parametrize(("question", "entry"), [
+    ("tello balence", "gen-confirm"),                       # read as typed: no known word, "not understood"
+    ("visible recipt for last month", "gen-records"),       # read as typed: "did you mean" two entries
+    ("google voice crdit balance histroy", "gv-records"),  # read as typed: the balance entry
+])
+def test_misspelt_questions_reach_their_answer(real_assistant, question, entry):
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.ANSWER and a.entry_id == entry
+
+
 @pytest.mark.parametrize("provider", [None, "tello"])
 def test_gibberish_is_not_understood_never_an_overview(real_assistant, provider):
     a = real_assistant.ask("asdfgh", provider=provider)

@@ -193,7 +193,7 @@ def reader(kb, max_chars: int = 500) -> Callable[[str], str]:
     from retrieval.serving.ranking import Vocabulary
     from retrieval.serving.understand import Reader
 
-    read = Reader(kb, Vocabulary(kb).words, max_chars).read
+    read = Reader(kb, Vocabulary(kb).counts, max_chars).read
     return lambda question: read(question).matched
 
 

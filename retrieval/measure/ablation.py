@@ -8,6 +8,7 @@ rebuilds two indexes in memory, so it takes several minutes.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import sys
@@ -18,9 +19,11 @@ from typing import TextIO
 from retrieval.build.index import build_index
 from retrieval.build.models import FitConfig
 from retrieval.measure.evaluate import DevQuestion, calibrate, load_for_eval, metrics, run
+from retrieval.measure.typos import with_typos
 from retrieval.serving.assistant import Assistant
 from retrieval.serving.decide import DecisionConfig
 from retrieval.serving.ranking import RankingConfig
+from retrieval.serving.understand import Reader
 from retrieval.settings import Settings
 
 THRESHOLDS = {"decline_weights": ()}  # the hand-set thresholds instead of the learned rule
@@ -48,8 +51,14 @@ def _rebuilt(kb_changes: dict | None = None, fit: FitConfig | None = None) -> Ca
     return make
 
 
+def _without_speller(a: Assistant) -> Assistant:
+    v = copy.copy(a)
+    v.reader = Reader(a.kb, a.vocabulary.counts, a.max_chars, spelling=False)
+    return v
+
+
 VARIANTS = (
-    Variant("**as shipped**: product words, topic model (weight 1), learned decline rule", lambda a: a, False),
+    Variant("**as shipped**: product words, speller, topic model (weight 1), learned decline rule", lambda a: a, False),
     Variant("without the topic model (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
     Variant("topic model alone decides the topic (weight 100)", _with({"topic_weight": 100.0})),
     Variant("without the learned decline rule (the hand-set thresholds)", _with(THRESHOLDS), False),
@@ -58,15 +67,19 @@ VARIANTS = (
     Variant("without the product words (美国E卡, US SIM card ... kept in the question)",
             _rebuilt({"vocabulary": (), "product_words": ()})),
     Variant("without context around phrasings when fitting the classifiers", _rebuilt(fit=FitConfig(augment_every=0))),
+    Variant("context of one sentence only (as before 2026-12-02)", _rebuilt(fit=FitConfig(context_in=1))),
+    Variant("without the speller (misspelt words read as typed)", _without_speller),
 )
 
 
 def ablation(assistant: Assistant, dev: list[DevQuestion], test: list[DevQuestion] | None, out: TextIO,
              say: Callable[[str], None] = lambda _m: None) -> str:
     header = ("| variant | dev top-1 | dev top-3 | dev out-of-scope declined | dev in-scope declined | "
-              "test top-1 | test top-3 | test out-of-scope declined | test in-scope declined |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+              "test top-1 | test top-3 | test out-of-scope declined | test in-scope declined | "
+              "dev with typos top-1 | dev with typos in-scope declined |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
     rows = [header]
+    typos = with_typos(dev)
     for variant in VARIANTS:
         say(f"ablation: {variant.name}")
         a = variant.make(assistant)
@@ -74,11 +87,13 @@ def ablation(assistant: Assistant, dev: list[DevQuestion], test: list[DevQuestio
             a.decision = calibrate(a, dev, io.StringIO())
         d = metrics(run(a, dev))
         t = metrics(run(a, test)) if test else {}
+        slips = metrics(run(a, typos))
 
         def cells(m: dict) -> str:
             keys = ("top1", "top3", "oos_declined", "in_scope_declined")
             return " | ".join(f"{m[k]:.3f}" if k in m else "-" for k in keys)
-        rows.append(f"| {variant.name} | {cells(d)} | {cells(t)} |")
+        rows.append(f"| {variant.name} | {cells(d)} | {cells(t)} | {slips['top1']:.3f} | "
+                    f"{slips['in_scope_declined']:.3f} |")
         print(rows[-1], file=out, flush=True)
     return "\n".join(rows)
 

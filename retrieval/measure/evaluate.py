@@ -14,6 +14,7 @@ from typing import TextIO
 import numpy as np
 import yaml
 
+from retrieval.measure.typos import with_typos
 from retrieval.serving.answer import Answer, Kind
 from retrieval.serving.assistant import Assistant
 from retrieval.serving.decide import DecisionConfig, DeclineSignals
@@ -280,12 +281,17 @@ def report(assistant: Assistant, questions: list[DevQuestion], outcomes: list[Ou
     return "\n".join(lines), results
 
 
-def side_by_side(dev: dict[str, list[Outcome]], test: list[Outcome] | None) -> tuple[str, dict]:
-    """Dev and test in one table, with the gap between their top-1: the overfitting alarm."""
+def side_by_side(dev: dict[str, list[Outcome]], test: list[Outcome] | None,
+                 typos: list[Outcome] | None = None) -> tuple[str, dict]:
+    """Dev and test in one table, with the gap between their top-1: the overfitting alarm; `typos`, the
+    development questions with typos injected (measure/typos.py), on a row of their own."""
     everything = [o for outcomes in dev.values() for o in outcomes]
     lines = [HEADER, _row("**dev** (tuned on)", metrics(everything))]
     lines += [_row(f"&nbsp;&nbsp;{name}", metrics(outcomes)) for name, outcomes in dev.items()]
     results = {"dev": metrics(everything), "dev_sets": {n: metrics(o) for n, o in dev.items()}}
+    if typos is not None:
+        results["dev_typos"] = metrics(typos)
+        lines.append(_row("&nbsp;&nbsp;dev with typos injected (seeded)", results["dev_typos"]))
     if test is not None:
         results["test"] = metrics(test)
         lines.append(_row("**test** (frozen, never tuned on)", results["test"]))
@@ -331,7 +337,8 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
         baselines = build_baselines(assistant.kb)
     dev_outcomes = {name: run(assistant, qs) for name, qs in dev_sets.items()}
     test_outcomes = run(assistant, test) if test is not None else None
-    table, summary = side_by_side(dev_outcomes, test_outcomes)
+    typo_outcomes = run(assistant, with_typos(questions))
+    table, summary = side_by_side(dev_outcomes, test_outcomes, typo_outcomes)
     everything = [o for outcomes in dev_outcomes.values() for o in outcomes]
     text, results = report(assistant, questions, everything, baselines, args.worst)
     numbers = {**results, **summary}

@@ -76,7 +76,7 @@ class Assistant:
         self.kb, self.index, self.embedder = kb, index, embedder
         self.ranker = Ranker(kb, index, embedder, ranking)
         self.vocabulary = Vocabulary(kb)
-        self.reader = Reader(kb, self.vocabulary.words, max_question_chars)
+        self.reader = Reader(kb, self.vocabulary.counts, max_question_chars)
         self.decision = decision
         self.max_chars = max_question_chars
         self.chunks: dict[tuple[str, str], Chunk] = {(c.entry_id, c.language): c for c in index.chunks}
@@ -105,7 +105,8 @@ class Assistant:
             topic = float(p.max())
             scope = float(self.classifiers.scope.probabilities(vector)[0][self.classifiers.scope.classes.index("in")])
             words = self.classifiers.words.probability(understood.matched)
-        signals = DeclineSignals(ranking.best_similarity, ranking.off_topic, self.vocabulary.coverage(understood.text),
+        coverage = self.vocabulary.coverage(understood.spelled)
+        signals = DeclineSignals(ranking.best_similarity, ranking.off_topic, coverage,
                                  understood.provider is not None, scope, topic, words)
         return Reading(understood, ranking, topic_lp, signals)
 

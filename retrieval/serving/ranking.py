@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -94,7 +95,8 @@ class Vocabulary:
             for lang in e.answer:
                 steps = [f"{s.do} {s.expect} {s.if_not}" for s in e.steps.get(lang, ())]
                 texts.append(" ".join([*e.questions[lang], e.title[lang], e.answer[lang], *steps]))
-        self.words = set(words(" ".join(texts)))
+        self.counts = Counter(words(" ".join(texts)))  # how often each word is used: the speller's candidates
+        self.words = set(self.counts)
 
     def coverage(self, question: str) -> float:
         """The share of the question's words the knowledge base knows; 1.0 for a question with none."""

@@ -9,12 +9,13 @@ whether it is typing by accident ("asdfgh").
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
 
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.providers import ASCII_WORD, ProviderFinder
 from retrieval.serving.safety import mask_secrets
+from retrieval.serving.spelling import Speller, english_zipf
 from retrieval.serving.terms import Terms
 from retrieval.serving.text import HAN, LATIN, language_of, normalise, words
 
@@ -31,7 +32,8 @@ class Understood:
     language: str             # "zh" or "en": the user's choice, else the script of the question
     provider: str | None      # named in the question, else the one chosen earlier
     named: str | None         # the provider this question names itself
-    matched: str              # provider names out, the vocabulary's variants canonical: what is ranked
+    spelled: str              # normalised, misspelt English words read as the knowledge base's words
+    matched: str              # that, provider names out, the vocabulary's variants canonical: what is ranked
     follow_up: bool           # nothing but a provider's name and follow-up words ("那 Mint 呢")
     topic: str | None         # the previous answer's topic (kept by a follow-up)
     gibberish: bool           # no word anyone knows ("asdfgh"), or no letters at all ("？？？")
@@ -39,25 +41,32 @@ class Understood:
     secrets: tuple[str, ...] = ()
 
 
-@lru_cache(maxsize=4096)
-def _english_zipf(word: str) -> float:
-    from wordfreq import zipf_frequency
-
-    return zipf_frequency(word, "en")
-
-
 class Reader:
     """Turns a raw question into an `Understood`; built once per knowledge base, read-only after."""
 
-    def __init__(self, kb: KnowledgeBase, known_words: set[str], max_chars: int = 500):
+    def __init__(self, kb: KnowledgeBase, word_counts: Counter[str], max_chars: int = 500, spelling: bool = True):
+        """`word_counts`: every word the knowledge base's entries use, with how often (ranking.Vocabulary);
+        `spelling`: read misspelt English words as the knowledge base's (False: as typed)."""
         if max_chars < 1:
             raise ValueError(f"max_chars must be at least 1, got {max_chars}")
         self.kb, self.max_chars = kb, max_chars
         self.finder = ProviderFinder(kb)
         self.terms = Terms(kb.vocabulary, kb.product_words)
-        self.known_words = known_words
+        self.known_words = set(word_counts)
         self.follow_up_words = {normalise(w) for ws in kb.conversation.follow_up_words.values() for w in ws}
         self.known_zipf = kb.conversation.known_word_zipf
+        self.speller = Speller(word_counts + self._other_words(kb), self.follow_up_words,
+                               self.known_zipf) if spelling else None
+
+    @staticmethod
+    def _other_words(kb: KnowledgeBase) -> Counter[str]:
+        """Words the speller knows besides the entries': the questions we decline, small talk and context.
+        A misspelt word of a question we decline is read as that word ("hotspt" as "hotspot"), not as
+        one of ours, and "apns" is an out-of-scope word, not a misspelt "apps"."""
+        texts = [q for qs in kb.off_topic.values() for q in qs]
+        texts += [q for intent in kb.conversation.small_talk.values() for qs in intent.questions.values() for q in qs]
+        texts += [s for ss in kb.conversation.context.values() for s in ss]
+        return Counter(words(" ".join(texts)))
 
     def read(self, question: object, provider: object = None, language: object = None,
              topic: object = None) -> Understood:
@@ -73,13 +82,14 @@ class Reader:
             notices.append(self.kb.message("truncated", lang, limit=self.max_chars))
         text = text[: self.max_chars]
         carried = provider if isinstance(provider, str) and provider in self.kb.providers else None
-        mentions = self.finder.find_all(text)
+        spelled = self.speller.correct(normalise(text)) if self.speller else normalise(text)
+        mentions = self.finder.find_all(spelled)
         named = mentions[0].provider if mentions else None
-        rest = self.finder.strip(text, keep_names_if_empty=False, matches=mentions)
+        rest = self.finder.strip(spelled, keep_names_if_empty=False, matches=mentions)
         topic = topic if isinstance(topic, str) and topic in self.kb.topics else None
         return Understood(
-            text=text, language=lang, provider=named or carried, named=named,
-            matched=self.terms.apply(rest or normalise(text)),
+            text=text, language=lang, provider=named or carried, named=named, spelled=spelled,
+            matched=self.terms.apply(rest or spelled),
             follow_up=named is not None and self._only_follow_up_words(rest),
             topic=topic, gibberish=bool(text) and self._gibberish(rest if named else text),
             notices=tuple(notices), secrets=masked.found)
@@ -94,5 +104,5 @@ class Reader:
         if not LATIN.search(text):
             return bool(re.sub(r"\s", "", text))  # "？？？", emoji, digits alone; "" is a bare provider name
         found = [re.sub(r"[\s&]", "", m.group()) for m in ASCII_WORD.finditer(normalise(text))]
-        return not any(w in self.known_words or w in self.follow_up_words or _english_zipf(w) >= self.known_zipf
+        return not any(w in self.known_words or w in self.follow_up_words or english_zipf(w) >= self.known_zipf
                        for w in found if not w.isdigit())

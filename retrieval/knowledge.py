@@ -24,6 +24,7 @@ from retrieval.knowledge_schema import (  # noqa: F401  (re-exported: other modu
     PROVIDER_STATUSES,
     SOURCE_KINDS,
     SPECIAL_FILES,
+    TOPIC_EXAMPLES_FILE,
     URL,
     VOCABULARY_FILE,
     CatalogFile,
@@ -34,6 +35,7 @@ from retrieval.knowledge_schema import (  # noqa: F401  (re-exported: other modu
     OutOfScopeFile,
     ProviderFile,
     Source,
+    TopicExamplesFile,
     VocabularyFile,
     comment_errors,
     latest_day,
@@ -161,6 +163,8 @@ class KnowledgeBase:
     product_words: tuple[str, ...] = ()  # "E卡", "US SIM card": taken out of a question like a provider's name
     learned_files: tuple[str, ...] = ()  # knowledge/learned/ files read (their phrasings are in the entries)
     learned_off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of off_topic, those learned
+    # (question, provider, topic) as other people write them: only the topic model learns them (topic_examples.yaml)
+    topic_examples: tuple[tuple[str, str, str], ...] = ()
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -367,6 +371,15 @@ def _vocabulary(docs: dict[str, Any], errors: list[str]) -> tuple[tuple[TermGrou
     return groups, products
 
 
+def _topic_examples(docs: dict[str, Any], known: list[str], topics: dict[str, Topic],
+                    errors: list[str]) -> tuple[tuple[str, str, str], ...]:
+    if TOPIC_EXAMPLES_FILE not in docs:
+        return ()
+    f = validate(TOPIC_EXAMPLES_FILE, docs[TOPIC_EXAMPLES_FILE], TopicExamplesFile,
+                 {"providers": known, "topics": topics}, errors)
+    return tuple((e.q, e.provider, e.topic) for e in f.examples) if f else ()
+
+
 def digest_of(directory: Path) -> str:
     """The digest `load_knowledge(directory)` would give, from the files' bytes alone (nothing parsed): cheap
     enough to tell on every page view whether the folder changed since it was loaded."""
@@ -400,6 +413,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         off_topic = oos.out_of_scope.model_dump() if oos else {}
     conversation = _conversation(docs, known, errors)
     vocabulary, product_words = _vocabulary(docs, errors)
+    topic_examples = _topic_examples(docs, known, topics, errors)
     files: dict[str, ProviderFile] = {}
     provider_files = [name for name in loaded if name not in SPECIAL_FILES]
     context = {"providers": known, "topics": topics}
@@ -435,4 +449,5 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
                          provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          learned_files=learned.files, learned_off_topic=learned_off_topic,
+                         topic_examples=topic_examples,
                          digest=_digest(directory, [p for p in paths if p.name != MESSAGES_FILE] + learned_paths))

@@ -23,7 +23,9 @@ MESSAGES_FILE = "messages.yaml"
 OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
 CONVERSATION_FILE = "conversation.yaml"
 VOCABULARY_FILE = "vocabulary.yaml"
-SPECIAL_FILES = (CATALOG_FILE, MESSAGES_FILE, OUT_OF_SCOPE_FILE, CONVERSATION_FILE, VOCABULARY_FILE)
+TOPIC_EXAMPLES_FILE = "topic_examples.yaml"
+SPECIAL_FILES = (CATALOG_FILE, MESSAGES_FILE, OUT_OF_SCOPE_FILE, CONVERSATION_FILE, VOCABULARY_FILE,
+                 TOPIC_EXAMPLES_FILE)
 # knowledge/learned/*.yaml: real users' questions the operator filed from the inbox (retrieval/learn), read with the
 # rest. knowledge/drafts/: entries the inbox asked for, for a person to write and source; never read.
 LEARNED_DIR = "learned"
@@ -317,6 +319,33 @@ class ConversationFile(Schema):
             if pid not in known or pid == "general":
                 raise _fail("provider", f"{pid!r} is not a provider id")
         return value
+
+
+class TopicExampleSchema(Schema):
+    q: Text
+    topic: Text
+    provider: Text = "general"
+
+    @check("topic")
+    @classmethod
+    def _topic(cls, value: str, info: ValidationInfo) -> str:
+        if value not in (info.context or {}).get("topics", ()):
+            raise _fail("topic", f"unknown topic {value!r}")
+        return value
+
+    @check("provider")
+    @classmethod
+    def _provider(cls, value: str, info: ValidationInfo) -> str:
+        if value not in (info.context or {}).get("providers", ()):
+            raise _fail("provider", f"{value!r} is not a provider id")
+        return value
+
+
+class TopicExamplesFile(Schema):
+    """Questions as other people write them, labelled with their topic only: the topic model learns them
+    beside the entries' phrasings. Never shown, never matched as phrasings."""
+
+    examples: Annotated[tuple[TopicExampleSchema, ...], AfterValidator(_non_empty("expected a non-empty list"))]
 
 
 class TermGroupSchema(Schema):

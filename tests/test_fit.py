@@ -8,10 +8,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
+from retrieval.build.index import build_index
 from retrieval.build.models import FitConfig, with_context
 from retrieval.knowledge import load_knowledge
 from retrieval.serving.chunks import KeyKind, make_keys
+from retrieval.serving.classifier import Classifiers
+from retrieval.serving.embedder import HashingEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,3 +66,38 @@ def test_augmenting_is_deterministic_and_can_be_turned_off(kb):
 def test_a_context_count_under_one_is_refused_by_name(changes):
     with pytest.raises(ValueError, match="context_in and context_out must be at least 1"):
         FitConfig(**changes)
+
+
+def test_the_topic_model_learns_the_topic_examples(kb_dir):
+    """An example's words, unknown to every phrasing, pull the topic model towards the example's topic."""
+    examples = [{"q": f"zorblax quuxwell {i}", "topic": "safety"} for i in range(5)]
+    (kb_dir / "topic_examples.yaml").write_text(yaml.safe_dump({"examples": examples}), encoding="utf-8")
+    embedder = HashingEmbedder()
+    probe = embedder.embed_queries(["zorblax quuxwell"])
+
+    def p_safety(topic) -> float:
+        return float(topic.probabilities(probe)[0][topic.classes.index("safety")])
+
+    kb = load_knowledge(kb_dir)
+    learned = build_index(kb, embedder).classifiers
+    ignored = build_index(kb, embedder, fit=FitConfig(example_weight=0)).classifiers
+    assert p_safety(learned.topic) > 0.5 and p_safety(learned.topic) > 2 * p_safety(ignored.topic)
+    # The decline rule reads a topic model of the phrasings alone: the examples leave it as it was.
+    assert p_safety(learned.topic_for_declining) == pytest.approx(p_safety(ignored.topic), abs=1e-6)
+    assert ignored.topic_for_declining.coef.tolist() == ignored.topic.coef.tolist()
+
+
+def test_a_negative_example_weight_is_refused():
+    with pytest.raises(ValueError, match="example_weight must not be negative"):
+        FitConfig(example_weight=-1)
+
+
+def test_both_topic_models_are_saved_and_loaded(kb_dir, tmp_path):
+    (kb_dir / "topic_examples.yaml").write_text(
+        yaml.safe_dump({"examples": [{"q": "zorblax quuxwell", "topic": "safety"}]}), encoding="utf-8")
+    fitted = build_index(load_knowledge(kb_dir), HashingEmbedder()).classifiers
+    fitted.save(tmp_path)
+    loaded = Classifiers.load(tmp_path)
+    assert loaded.topic.coef.tolist() == fitted.topic.coef.tolist()
+    assert loaded.topic_for_declining.coef.tolist() == fitted.topic_for_declining.coef.tolist()
+    assert loaded.topic.coef.tolist() != loaded.topic_for_declining.coef.tolist()

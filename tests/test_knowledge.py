@@ -310,3 +310,30 @@ def test_short_name_drops_the_bracketed_explanation():
     assert kb.providers["att_prepaid"].short_name("zh") == "AT&T Prepaid"
     assert kb.providers["ringcentral"].short_name("en") == "RingCentral"
     assert kb.providers["us_mobile"].short_name("zh") == "US Mobile"
+
+
+# -- topic examples: questions labelled with their topic only ----------------------------------------------
+def write_examples(kb_dir: Path, examples: list[dict]) -> None:
+    (kb_dir / "topic_examples.yaml").write_text(yaml.safe_dump({"examples": examples}, allow_unicode=True),
+                                                encoding="utf-8")
+
+
+def test_topic_examples_are_read_with_their_provider_and_topic(kb_dir):
+    before = load_knowledge(kb_dir).digest
+    write_examples(kb_dir, [{"q": "gv 充值入口在哪", "provider": "google_voice", "topic": "topup_steps"},
+                            {"q": "can I keep my number if I go home for a year", "topic": "expiry"}])
+    kb = load_knowledge(kb_dir)
+    assert kb.topic_examples == (("gv 充值入口在哪", "google_voice", "topup_steps"),
+                                 ("can I keep my number if I go home for a year", "general", "expiry"))
+    assert kb.digest != before  # the topic model is refitted when they change
+    assert all("gv 充值入口在哪" not in e.questions["zh"] for e in kb.entries)  # never a phrasing
+
+
+def test_a_topic_example_with_an_unknown_topic_or_provider_is_refused(kb_dir):
+    write_examples(kb_dir, [{"q": "where do I pay", "provider": "google_voice", "topic": "paying"},
+                            {"q": "where do I pay", "provider": "vodafone", "topic": "topup_steps"},
+                            {"q": "", "topic": "topup_steps"}])
+    errors = errors_for(kb_dir)
+    assert any(e.startswith("topic_examples.yaml") and "unknown topic 'paying'" in e for e in errors), errors
+    assert any(e.startswith("topic_examples.yaml") and "'vodafone' is not a provider id" in e for e in errors)
+    assert len([e for e in errors if e.startswith("topic_examples.yaml")]) == 3, errors

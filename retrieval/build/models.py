@@ -2,9 +2,12 @@
 
 The topic model learns every phrasing of every entry, provider names taken out, labelled only by its
 topic: pooled over all providers, thousands of examples for sixteen-odd topics, so "怎么交话费" learns
-from how people ask about topping up anywhere. The scope model learns the same phrasings against the
-questions we decline (knowledge/out_of_scope.yaml, many of them near the line). Both are plain
-logistic regressions: deterministic, seconds to fit, a matrix product to apply.
+from how people ask about topping up anywhere; it also learns knowledge/topic_examples.yaml, questions
+written by other hands in the words people use, labelled with their topic only (a second topic model,
+fitted on the phrasings alone, is what the decline rule reads: one that has learned how people talk about
+each topic is sure of a topic for questions near the line as well). The scope model learns
+the same phrasings against the questions we decline (knowledge/out_of_scope.yaml, many of them near the
+line). Both are plain logistic regressions: deterministic, seconds to fit, a matrix product to apply.
 """
 
 from __future__ import annotations
@@ -35,8 +38,13 @@ class FitConfig:
     # 1 to this many (those are mostly real posts already).
     context_in: int = 3
     context_out: int = 1
+    # How many times the topic model counts each of knowledge/topic_examples.yaml's questions (0: not at all):
+    # written by other hands than the phrasings, they teach it how people put each topic in their own words.
+    example_weight: int = 3
 
     def __post_init__(self) -> None:
+        if self.example_weight < 0:
+            raise ValueError(f"example_weight must not be negative, got {self.example_weight}")
         if min(self.context_in, self.context_out) < 1:
             raise ValueError(f"context_in and context_out must be at least 1, got {self.context_in}, "
                              f"{self.context_out}")
@@ -77,6 +85,16 @@ def with_context(kb: KnowledgeBase, keys: list[Key], config: FitConfig) -> list[
     return out
 
 
+def topic_example_texts(kb: KnowledgeBase) -> list[tuple[str, str]]:
+    """knowledge/topic_examples.yaml's questions as the assistant reads a question (misspellings read,
+    provider names out, the vocabulary's words canonical), each with its topic."""
+    from retrieval.serving.ranking import Vocabulary
+    from retrieval.serving.understand import Reader
+
+    reader = Reader(kb, Vocabulary(kb).counts, max_chars=10_000)
+    return [(reader.read(text).matched, topic) for text, _provider, topic in kb.topic_examples]
+
+
 def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
                     config: FitConfig = FitConfig(), embed=None) -> Classifiers | None:
     """Topic and scope models from the keys' vectors (phrasings and titles in, off-topic questions out);
@@ -91,12 +109,18 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
     labels = [topic_of[k.entry_id] for k in keys if k.kind is KeyKind.QUESTION]
     if len(set(labels)) < 2 or not off_topic.any():
         return None
-    topic = _fit(vectors[phrasing], labels, config.topic_c, config.max_iter)
+    phrasings_only = _fit(vectors[phrasing], labels, config.topic_c, config.max_iter)
+    topic = phrasings_only
+    if kb.topic_examples and config.example_weight and embed is not None:
+        examples = [(text, t) for text, t in topic_example_texts(kb) if t in kb.topics]
+        x = np.vstack([vectors[phrasing], *[embed([text for text, _ in examples])] * config.example_weight])
+        topic = _fit(x, labels + [t for _, t in examples] * config.example_weight, config.topic_c, config.max_iter)
     rows = phrasing | off_topic
     scope = _fit(vectors[rows], np.where(phrasing[rows], "in", "out"), config.scope_c, config.max_iter,
                  balanced=True)
     texts = [k.text for k, r in zip(keys, rows, strict=True) if r]
-    return Classifiers(topic=topic, scope=scope, words=_fit_words(texts, phrasing[rows], config))
+    return Classifiers(topic=topic, scope=scope, words=_fit_words(texts, phrasing[rows], config),
+                       decline_topic=phrasings_only)
 
 
 def _fit_words(texts: list[str], inside: np.ndarray, config: FitConfig) -> WordModel:

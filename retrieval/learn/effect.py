@@ -166,12 +166,14 @@ class Evaluator:
 
 
 def warm(embedder: SeededEmbedder, kb: KnowledgeBase) -> None:
-    """Embed now what building `kb`'s index embeds beyond its keys (their context-augmented copies), so that
-    measuring an action later embeds only what the action adds."""
-    from retrieval.build.models import FitConfig, with_context
+    """Embed now what building `kb`'s index embeds beyond its keys (their context-augmented copies and the
+    topic examples), so that measuring an action later embeds only what the action adds."""
+    from retrieval.build.models import FitConfig, topic_example_texts, with_context
     from retrieval.serving.chunks import make_keys
 
     embedder.embed_queries([k.text for k in with_context(kb, make_keys(kb), FitConfig())])
+    if kb.topic_examples:
+        embedder.embed_queries([text for text, _ in topic_example_texts(kb)])
 
 
 def _asked(assistant: Assistant, groups: Sequence[Group]) -> dict[str, tuple[int, int, str | None]]:

@@ -69,6 +69,8 @@ VARIANTS = (
     Variant("without context around phrasings when fitting the classifiers", _rebuilt(fit=FitConfig(augment_every=0))),
     Variant("context of one sentence only (as before 2026-12-02)", _rebuilt(fit=FitConfig(context_in=1))),
     Variant("without the speller (misspelt words read as typed)", _without_speller),
+    Variant("without the topic examples (the topic model learns the phrasings alone)",
+            _rebuilt({"topic_examples": ()})),
 )
 
 

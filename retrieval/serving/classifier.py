@@ -86,9 +86,15 @@ class WordModel:
 class Classifiers:
     """The models the assistant consults, saved beside the index they were fitted on."""
 
-    topic: LinearClassifier   # classes: topic ids
+    topic: LinearClassifier   # classes: topic ids; what ranking reads
     scope: LinearClassifier   # classes: ("out", "in")
     words: WordModel          # the scope of the question's words
+    # The topic model fitted on the phrasings alone, whose confidence the decline rule reads; None: `topic`.
+    decline_topic: LinearClassifier | None = None
+
+    @property
+    def topic_for_declining(self) -> LinearClassifier:
+        return self.decline_topic if self.decline_topic is not None else self.topic
 
     FILE = "classifiers.npz"
 
@@ -98,7 +104,10 @@ class Classifiers:
                      topic_intercept=self.topic.intercept, scope_classes=np.array(self.scope.classes),
                      scope_coef=self.scope.coef, scope_intercept=self.scope.intercept,
                      words_terms=np.array(self.words.terms), words_idf=self.words.idf, words_coef=self.words.coef,
-                     words_intercept=np.array([self.words.intercept]))
+                     words_intercept=np.array([self.words.intercept]),
+                     decline_topic_classes=np.array(self.topic_for_declining.classes),
+                     decline_topic_coef=self.topic_for_declining.coef,
+                     decline_topic_intercept=self.topic_for_declining.intercept)
 
     @classmethod
     def load(cls, folder: Path) -> Classifiers:
@@ -109,4 +118,5 @@ class Classifiers:
 
             return cls(linear("topic"), linear("scope"),
                        WordModel(tuple(str(t) for t in d["words_terms"]), d["words_idf"].astype(np.float64),
-                                 d["words_coef"].astype(np.float64), float(d["words_intercept"][0])))
+                                 d["words_coef"].astype(np.float64), float(d["words_intercept"][0])),
+                       linear("decline_topic"))

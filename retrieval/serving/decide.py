@@ -32,12 +32,12 @@ class DecisionConfig:
     # `python -m retrieval eval --calibrate`; a question is declined when the probability that it is ours
     # falls under min_answer_probability (chosen by cross-validation for about 2% of real questions declined).
     # Fitted 2026-12-02 on the three development sets (1,007 questions reaching the decision, 251 out of
-    # scope), with the classifiers of index format 7; cross-validated: 90% of out-of-scope questions
+    # scope), with the classifiers of index format 8; cross-validated: 90% of out-of-scope questions
     # declined, 2.1% of in-scope ones.
-    decline_weights: tuple[float, ...] = (8.5147, 47.7769, 7.0045, 1.8266, 0.6887, 2.2545, 0.2409, -0.0245, 3.3215,
-                                          -0.3245, -0.0483, 2.2196, 1.824)
-    decline_bias: float = -17.4168
-    min_answer_probability: float = 0.3774
+    decline_weights: tuple[float, ...] = (8.6592, 47.2931, 6.6161, 1.8388, 0.6596, 2.2547, 0.3073, 0.0384, 3.5961,
+                                          -0.4711, -0.1289, 2.3143, 1.8021)
+    decline_bias: float = -17.2038
+    min_answer_probability: float = 0.3768
     # A declined question this close to a phrasing gets the nearest entries as suggestions.
     suggest_floor: float = 0.88
     suggestions: int = 3
@@ -75,7 +75,7 @@ class DeclineSignals:
     provider_known: bool   # named in the question, or chosen earlier
     # From the classifiers, when the index has them (None: a knowledge base too small to fit them).
     scope: float | None = None  # the scope model's probability that the question is ours (its vector)
-    topic: float | None = None  # the topic model's probability of its likeliest topic
+    topic: float | None = None  # the phrasings-only topic model's probability of its likeliest topic
     words: float | None = None  # the word model's probability that the question is ours (its words)
 
     NAMES = ("similarity", "margin", "coverage", "scope", "topic", "words")

@@ -35,12 +35,12 @@ def test_metrics(real_assistant):
 
 def test_frozen_test_set_floor(test_metrics):
     # The frozen test set, never tuned on: a change that loses ground here is reverted, whatever the dev set
-    # says. The gate is top-1 0.88; today's is 0.837 (README, quality), so the floor holds what we
+    # says. The gate is top-1 0.88; today's is 0.874 (README, quality), so the floor holds what we
     # have with a margin for a new knowledge entry, and rises as the test-set number does.
     print(test_metrics)
-    assert test_metrics["top1"] >= 0.80
+    assert test_metrics["top1"] >= 0.85
     assert test_metrics["oos_declined"] >= 0.85
-    assert test_metrics["in_scope_declined"] <= 0.07
+    assert test_metrics["in_scope_declined"] <= 0.05
 
 
 def test_gv_top_up_has_menu_path_cap_and_card_help(real_assistant):

@@ -1,8 +1,9 @@
 """The operator's loop end to end, in Chromium against the real server, model and index (issue 15).
 
 Users ask and are declined; the operator opens the inbox, attaches the group to an entry, sees its effect on the
-development and test sets, saves it; the chat then answers the same questions with that entry, and the scores did
-not drop. The server works on copies of the knowledge folder and the index, so the repository is left as it was.
+development and test sets (and, when a score would drop, which, with Save held back until confirmed), saves it; the
+chat then answers the same questions with that entry, and what was recorded is what was shown. The server works
+on copies of the knowledge folder and the index, so the repository is left as it was.
 Slow: measuring the action scores 1,400 questions twice and fits the classifiers again (minutes on 2 busy cores).
 """
 
@@ -112,6 +113,14 @@ def test_declined_questions_are_attached_by_the_operator_and_then_answered(chrom
             expect(operator.get_by_text(row, exact=True).first).to_be_attached()
         expect(button(operator, "Download the file")).to_be_visible()
         assert not list((knowledge / "learned").glob("*.yaml"))  # nothing is saved before the operator says so
+        # Refitting the classifiers moves a question near the line now and then (one test question declined is
+        # 0.0034): the page then names each score that would drop and holds Save back until the operator says so.
+        drops = operator.get_by_text(re.compile("Scores that would drop"))
+        shown = drops.inner_text() if drops.count() else ""
+        if shown:
+            expect(save).to_be_disabled()
+            after_run(operator, lambda: operator.get_by_text("Save all the same / 仍然保存").click())
+            expect(save).to_be_enabled()
         save.click()
         expect(operator.get_by_text(re.compile("Saved / 已保存"))).to_be_visible(timeout=SAVE_TIMEOUT_S * 1000)
         expect(operator.get_by_text(re.compile("the chat answers from the new index"))).to_be_visible()
@@ -147,9 +156,11 @@ def test_declined_questions_are_attached_by_the_operator_and_then_answered(chrom
         [question, "answer", ENTRY] for question in FEED] * 2
     assert (action["actor"], action["action"], action["entry_id"]) == ("Ann Operator", "attach", ENTRY)
     effect = json.loads(action["effect"])
-    assert effect["worse"] == []
     for name in ("dev", "test"):
         before, after = effect["before"][name], effect["after"][name]
         assert before["n"] == after["n"] > 300  # the whole development sets and the whole frozen test set
         for key, sign in BETTER.items():
-            assert sign * (after[key] - before[key]) >= 0, (name, key, before[key], after[key])
+            dropped = sign * (after[key] - before[key]) < -1e-12
+            # every score that dropped was recorded with the action and shown to the operator before saving
+            assert dropped == any(w.startswith(f"{name} {key} ") for w in effect["worse"]), (name, key)
+    assert all(w.replace("->", "→") in shown for w in effect["worse"]), (effect["worse"], shown)  # "->" drawn as →

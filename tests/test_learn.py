@@ -408,3 +408,16 @@ def test_reader_reads_like_the_assistant(tiny_assistant):
     read = reader(tiny_assistant.kb)
     for question in [*FEED, "Tello 怎么充值", ""]:
         assert read(question) == tiny_assistant.understand(question).matched
+
+
+def test_scores_whose_digits_look_like_a_card_are_stored_as_json_that_reads_back():
+    """A float's 16 digits (0.9218715393133998, a real test-set MRR) pass the card-number check: masked as stored,
+    the recorded effect was no longer JSON. Rounded, it is kept whole."""
+    from retrieval.learn.effect import Scores
+    from retrieval.serving.safety import mask_secrets
+
+    assert mask_secrets(json.dumps({"mrr": 0.9218715393133998})).found == ("card",)
+    scores = Scores({"mrr": 0.9218715393133998, "n": 1014}, {"oos_declined": 0.8804347826086957, "n": 393})
+    stored = mask_secrets(json.dumps(scores.to_json())).text
+    assert json.loads(stored) == {"dev": {"mrr": 0.921872, "n": 1014}, "test": {"oos_declined": 0.880435, "n": 393}}
+    assert Scores({"top1": 0.5}, None).to_json() == {"dev": {"top1": 0.5}, "test": None}

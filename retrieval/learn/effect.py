@@ -46,7 +46,12 @@ class Scores:
     test: dict[str, float] | None
 
     def to_json(self) -> dict:
-        return {"dev": self.dev, "test": self.test}
+        """Rounded to six places: enough to see one question move, and a full float's 16 digits can pass the
+        card-number check of what is stored (mask_secrets), which would break the JSON it is kept in."""
+        def rounded(scores: dict[str, float] | None) -> dict[str, float] | None:
+            return None if scores is None else {k: round(v, 6) if isinstance(v, float) else v
+                                                for k, v in scores.items()}
+        return {"dev": rounded(self.dev), "test": rounded(self.test)}
 
 
 @dataclass(frozen=True)

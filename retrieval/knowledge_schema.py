@@ -178,9 +178,18 @@ class LinkSchema(Schema):
     url: HttpsUrl
 
 
+def _known_topic(value: str, info: ValidationInfo) -> str:
+    if value not in (info.context or {}).get("topics", ()):
+        raise _fail("topic", f"unknown topic {value!r}")
+    return value
+
+
+TopicId = Annotated[Text, AfterValidator(_known_topic)]  # a topic id of catalog.yaml (passed in the context)
+
+
 class EntrySchema(Schema):
     id: str
-    topic: str
+    topic: Annotated[str, AfterValidator(_known_topic)]
     checked: Annotated[dt.date, BeforeValidator(_date)]
     title: PerLanguage[Text]
     questions: PerLanguage[Texts]
@@ -196,13 +205,6 @@ class EntrySchema(Schema):
     def _id(cls, value: str) -> str:
         if not ENTRY_ID.match(value):
             raise _fail("id", "use lowercase letters, digits and single hyphens")
-        return value
-
-    @check("topic")
-    @classmethod
-    def _topic(cls, value: str, info: ValidationInfo) -> str:
-        if value not in (info.context or {}).get("topics", ()):
-            raise _fail("topic", f"unknown topic {value!r}")
         return value
 
     @check("steps")
@@ -323,15 +325,8 @@ class ConversationFile(Schema):
 
 class TopicExampleSchema(Schema):
     q: Text
-    topic: Text
+    topic: TopicId
     provider: Text = "general"
-
-    @check("topic")
-    @classmethod
-    def _topic(cls, value: str, info: ValidationInfo) -> str:
-        if value not in (info.context or {}).get("topics", ()):
-            raise _fail("topic", f"unknown topic {value!r}")
-        return value
 
     @check("provider")
     @classmethod

@@ -83,8 +83,8 @@ def test_the_topic_model_learns_the_topic_examples(kb_dir):
     ignored = build_index(kb, embedder, fit=FitConfig(example_weight=0)).classifiers
     assert p_safety(learned.topic) > 0.5 and p_safety(learned.topic) > 2 * p_safety(ignored.topic)
     # The decline rule reads a topic model of the phrasings alone: the examples leave it as it was.
-    assert p_safety(learned.topic_for_declining) == pytest.approx(p_safety(ignored.topic), abs=1e-6)
-    assert ignored.topic_for_declining.coef.tolist() == ignored.topic.coef.tolist()
+    assert p_safety(learned.decline_topic) == pytest.approx(p_safety(ignored.topic), abs=1e-6)
+    assert ignored.decline_topic.coef.tolist() == ignored.topic.coef.tolist()
 
 
 def test_a_negative_example_weight_is_refused():
@@ -99,5 +99,5 @@ def test_both_topic_models_are_saved_and_loaded(kb_dir, tmp_path):
     fitted.save(tmp_path)
     loaded = Classifiers.load(tmp_path)
     assert loaded.topic.coef.tolist() == fitted.topic.coef.tolist()
-    assert loaded.topic_for_declining.coef.tolist() == fitted.topic_for_declining.coef.tolist()
-    assert loaded.topic.coef.tolist() != loaded.topic_for_declining.coef.tolist()
+    assert loaded.decline_topic.coef.tolist() == fitted.decline_topic.coef.tolist()
+    assert loaded.topic.coef.tolist() != loaded.decline_topic.coef.tolist()

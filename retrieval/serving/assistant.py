@@ -102,7 +102,7 @@ class Assistant:
             p = self.classifiers.topic.probabilities(vector)[0]
             by_topic = dict(zip(self.classifiers.topic.classes, p, strict=True))
             topic_lp = np.log(np.array([by_topic.get(t, 0.0) for t in self.topic_ids]) + 1e-9)
-            topic = float(self.classifiers.topic_for_declining.probabilities(vector)[0].max())
+            topic = float(self.classifiers.decline_topic.probabilities(vector)[0].max())
             scope = float(self.classifiers.scope.probabilities(vector)[0][self.classifiers.scope.classes.index("in")])
             words = self.classifiers.words.probability(understood.matched)
         coverage = self.vocabulary.coverage(understood.spelled)

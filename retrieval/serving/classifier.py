@@ -89,12 +89,9 @@ class Classifiers:
     topic: LinearClassifier   # classes: topic ids; what ranking reads
     scope: LinearClassifier   # classes: ("out", "in")
     words: WordModel          # the scope of the question's words
-    # The topic model fitted on the phrasings alone, whose confidence the decline rule reads; None: `topic`.
-    decline_topic: LinearClassifier | None = None
-
-    @property
-    def topic_for_declining(self) -> LinearClassifier:
-        return self.decline_topic if self.decline_topic is not None else self.topic
+    # The topic model fitted on the phrasings alone, whose confidence the decline rule reads (the same model
+    # as `topic` when there are no topic examples).
+    decline_topic: LinearClassifier
 
     FILE = "classifiers.npz"
 
@@ -105,9 +102,9 @@ class Classifiers:
                      scope_coef=self.scope.coef, scope_intercept=self.scope.intercept,
                      words_terms=np.array(self.words.terms), words_idf=self.words.idf, words_coef=self.words.coef,
                      words_intercept=np.array([self.words.intercept]),
-                     decline_topic_classes=np.array(self.topic_for_declining.classes),
-                     decline_topic_coef=self.topic_for_declining.coef,
-                     decline_topic_intercept=self.topic_for_declining.intercept)
+                     decline_topic_classes=np.array(self.decline_topic.classes),
+                     decline_topic_coef=self.decline_topic.coef,
+                     decline_topic_intercept=self.decline_topic.intercept)
 
     @classmethod
     def load(cls, folder: Path) -> Classifiers:

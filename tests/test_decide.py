@@ -22,7 +22,8 @@ def signals(**changes) -> DeclineSignals:
 # -- the config ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("changes", "message"), [
     ({"temperature": 0.0}, "temperature must be positive, got 0.0"),
-    ({"topic_weight": -1.0}, "topic_weight must not be negative, got -1.0"),
+    ({"topic_weight": -1.0}, "topic_weight and word_topic_weight must not be negative, got -1.0, 0.8"),
+    ({"word_topic_weight": -0.5}, "topic_weight and word_topic_weight must not be negative, got 1.0, -0.5"),
     ({"hits": 0}, "hits must be at least 1 and suggestions not negative, got 0, 3"),
     ({"suggestions": -1}, "hits must be at least 1 and suggestions not negative, got 5, -1"),
 ])

@@ -87,12 +87,28 @@ def test_the_topic_model_learns_the_topic_examples(kb_dir):
     assert ignored.decline_topic.coef.tolist() == ignored.topic.coef.tolist()
 
 
+def test_the_word_topic_model_learns_phrasings_and_examples_by_their_words(kb_dir):
+    """The word topic model hears a topic's words in a long story, and learns the examples' words too."""
+    examples = [{"q": f"zorblax quuxwell {i}", "topic": "safety"} for i in range(5)]
+    (kb_dir / "topic_examples.yaml").write_text(yaml.safe_dump({"examples": examples}), encoding="utf-8")
+    kb = load_knowledge(kb_dir)
+    words = build_index(kb, HashingEmbedder()).classifiers.word_topic
+    assert set(words.linear.classes) == {e.topic for e in kb.entries}
+    for entry in kb.entries:
+        phrasing = entry.questions["en"][0]
+        p = words.probabilities(f"so last week my sister told me a long story, anyway {phrasing}")
+        assert words.linear.classes[int(p.argmax())] == entry.topic, phrasing
+    assert words.probability("zorblax quuxwell", of="safety") > 0.5
+    alone = build_index(kb, HashingEmbedder(), fit=FitConfig(example_weight=0)).classifiers.word_topic
+    assert "zorblax" not in alone.terms
+
+
 def test_a_negative_example_weight_is_refused():
     with pytest.raises(ValueError, match="example_weight must not be negative"):
         FitConfig(example_weight=-1)
 
 
-def test_both_topic_models_are_saved_and_loaded(kb_dir, tmp_path):
+def test_every_model_is_saved_and_loaded(kb_dir, tmp_path):
     (kb_dir / "topic_examples.yaml").write_text(
         yaml.safe_dump({"examples": [{"q": "zorblax quuxwell", "topic": "safety"}]}), encoding="utf-8")
     fitted = build_index(load_knowledge(kb_dir), HashingEmbedder()).classifiers
@@ -101,3 +117,8 @@ def test_both_topic_models_are_saved_and_loaded(kb_dir, tmp_path):
     assert loaded.topic.coef.tolist() == fitted.topic.coef.tolist()
     assert loaded.decline_topic.coef.tolist() == fitted.decline_topic.coef.tolist()
     assert loaded.topic.coef.tolist() != loaded.decline_topic.coef.tolist()
+    for name in ("words", "word_topic"):
+        assert getattr(loaded, name).terms == getattr(fitted, name).terms
+        assert getattr(loaded, name).linear.coef.tolist() == getattr(fitted, name).linear.coef.tolist()
+        assert getattr(loaded, name).probabilities("zorblax quuxwell").tolist() == \
+            getattr(fitted, name).probabilities("zorblax quuxwell").tolist()

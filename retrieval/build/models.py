@@ -5,9 +5,11 @@ topic: pooled over all providers, thousands of examples for sixteen-odd topics, 
 from how people ask about topping up anywhere; it also learns knowledge/topic_examples.yaml, questions
 written by other hands in the words people use, labelled with their topic only (a second topic model,
 fitted on the phrasings alone, is what the decline rule reads: one that has learned how people talk about
-each topic is sure of a topic for questions near the line as well). The scope model learns
-the same phrasings against the questions we decline (knowledge/out_of_scope.yaml, many of them near the
-line). Both are plain logistic regressions: deterministic, seconds to fit, a matrix product to apply.
+each topic is sure of a topic for questions near the line as well). A word topic model learns the same
+texts as TF-IDF of their words: it hears "交话费" or "月租" in a long story the embedding averages away.
+The scope models learn the same phrasings against the questions we decline (knowledge/out_of_scope.yaml,
+many of them near the line), by vector and by words. All are plain logistic regressions: deterministic,
+seconds to fit, a matrix product to apply.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class FitConfig:
     """Regularisation of the two models (larger C: fit the phrasings more closely); chosen on the dev set."""
 
     topic_c: float = 16.0
+    word_topic_c: float = 16.0
     scope_c: float = 16.0
     words_c: float = 16.0
     max_iter: int = 3000
@@ -48,18 +51,19 @@ class FitConfig:
         if min(self.context_in, self.context_out) < 1:
             raise ValueError(f"context_in and context_out must be at least 1, got {self.context_in}, "
                              f"{self.context_out}")
-        if min(self.topic_c, self.scope_c, self.words_c) <= 0:
+        if min(self.topic_c, self.scope_c, self.words_c, self.word_topic_c) <= 0:
             raise ValueError(f"C must be positive, got topic_c={self.topic_c}, scope_c={self.scope_c}, "
-                             f"words_c={self.words_c}")
+                             f"words_c={self.words_c}, word_topic_c={self.word_topic_c}")
 
 
-def _fit(x: np.ndarray, y: Sequence[str], c: float, max_iter: int, balanced: bool = False) -> LinearClassifier:
+def _fit(x: np.ndarray, y: Sequence[str], c: float, max_iter: int, balanced: bool = False,
+         dtype=np.float32) -> LinearClassifier:
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=c, max_iter=max_iter, class_weight="balanced" if balanced else None)
     model.fit(x, np.asarray(y))
-    return LinearClassifier(tuple(str(k) for k in model.classes_), model.coef_.astype(np.float32),
-                            model.intercept_.astype(np.float32))
+    return LinearClassifier(tuple(str(k) for k in model.classes_), model.coef_.astype(dtype),
+                            model.intercept_.astype(dtype))
 
 
 def with_context(kb: KnowledgeBase, keys: list[Key], config: FitConfig) -> list[Key]:
@@ -100,10 +104,12 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
     """Topic and scope models from the keys' vectors (phrasings and titles in, off-topic questions out);
     None for a knowledge base too small to learn from (one topic, or nothing to decline): the assistant
     then ranks and declines without them."""
+    topic_of = {e.id: e.topic for e in kb.entries}
+    # the word topic model learns the phrasings as written: context sentences are words of no topic
+    own = [(k.text, topic_of[k.entry_id]) for k in keys if k.kind is KeyKind.QUESTION]
     extra = with_context(kb, keys, config) if embed is not None else []
     if extra:
         keys, vectors = [*keys, *extra], np.vstack([vectors, embed([k.text for k in extra])])
-    topic_of = {e.id: e.topic for e in kb.entries}
     phrasing = np.array([k.kind is KeyKind.QUESTION for k in keys])
     off_topic = np.array([k.kind is KeyKind.OFF_TOPIC for k in keys])
     labels = [topic_of[k.entry_id] for k in keys if k.kind is KeyKind.QUESTION]
@@ -111,27 +117,30 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
         return None
     phrasings_only = _fit(vectors[phrasing], labels, config.topic_c, config.max_iter)
     topic = phrasings_only
-    if kb.topic_examples and config.example_weight and embed is not None:
-        examples = [(text, t) for text, t in topic_example_texts(kb) if t in kb.topics]
-        x = np.vstack([vectors[phrasing], *[embed([text for text, _ in examples])] * config.example_weight])
-        topic = _fit(x, labels + [t for _, t in examples] * config.example_weight, config.topic_c, config.max_iter)
+    examples = []
+    if kb.topic_examples and config.example_weight:
+        examples = [(text, t) for text, t in topic_example_texts(kb) if t in kb.topics] * config.example_weight
+    if examples and embed is not None:
+        once = examples[:len(examples) // config.example_weight]
+        x = np.vstack([vectors[phrasing], *[embed([text for text, _ in once])] * config.example_weight])
+        topic = _fit(x, labels + [t for _, t in examples], config.topic_c, config.max_iter)
     rows = phrasing | off_topic
     scope = _fit(vectors[rows], np.where(phrasing[rows], "in", "out"), config.scope_c, config.max_iter,
                  balanced=True)
-    texts = [k.text for k, r in zip(keys, rows, strict=True) if r]
-    return Classifiers(topic=topic, scope=scope, words=_fit_words(texts, phrasing[rows], config),
-                       decline_topic=phrasings_only)
+    scoped = [k.text for k, r in zip(keys, rows, strict=True) if r]
+    return Classifiers(topic=topic, scope=scope,
+                       words=_fit_words(scoped, np.where(phrasing[rows], "in", "out"), config.words_c, config,
+                                        balanced=True),
+                       decline_topic=phrasings_only,
+                       word_topic=_fit_words([text for text, _ in own + examples],
+                                             [t for _, t in own + examples], config.word_topic_c, config))
 
 
-def _fit_words(texts: list[str], inside: np.ndarray, config: FitConfig) -> WordModel:
-    """TF-IDF of jieba words and word pairs, then a logistic regression: in (a phrasing) or out."""
+def _fit_words(texts: list[str], labels, c: float, config: FitConfig, balanced: bool = False) -> WordModel:
+    """TF-IDF of jieba words and word pairs, then a logistic regression over them."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
     vectorizer = TfidfVectorizer(analyzer=terms_of, sublinear_tf=True)
     x = vectorizer.fit_transform(texts)
-    model = LogisticRegression(C=config.words_c, max_iter=config.max_iter, class_weight="balanced")
-    model.fit(x, inside.astype(int))
-    terms = tuple(vectorizer.get_feature_names_out())
-    return WordModel(terms, vectorizer.idf_.astype(np.float64), model.coef_[0].astype(np.float64),
-                     float(model.intercept_[0]))
+    return WordModel(tuple(vectorizer.get_feature_names_out()), vectorizer.idf_.astype(np.float64),
+                     _fit(x, labels, c, config.max_iter, balanced=balanced, dtype=np.float64))

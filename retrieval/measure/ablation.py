@@ -58,8 +58,11 @@ def _without_speller(a: Assistant) -> Assistant:
 
 
 VARIANTS = (
-    Variant("**as shipped**: product words, speller, topic model (weight 1), learned decline rule", lambda a: a, False),
-    Variant("without the topic model (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
+    Variant("**as shipped**: product words, speller, topic models (vector and words), learned decline rule",
+            lambda a: a, False),
+    Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
+    Variant("without the word topic model (the vector's topic model alone)",
+            _with({"word_topic_weight": 0.0}), False),
     Variant("topic model alone decides the topic (weight 100)", _with({"topic_weight": 100.0})),
     Variant("without the learned decline rule (the hand-set thresholds)", _with(THRESHOLDS), False),
     Variant("nearest phrasing only (no topic pooling, answers, BM25, topic model)",

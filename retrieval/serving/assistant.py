@@ -16,7 +16,7 @@ import numpy as np
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.answer import Answer, Choice, Hit, Kind, render_chunk
 from retrieval.serving.chunks import Chunk
-from retrieval.serving.decide import DecisionConfig, DeclineSignals, entry_scores
+from retrieval.serving.decide import DecisionConfig, DeclineSignals, entry_scores, topic_log_probabilities
 from retrieval.serving.embedder import Embedder
 from retrieval.serving.index import SearchIndex
 from retrieval.serving.ranking import Candidate, Ranker, Ranking, RankingConfig, Vocabulary
@@ -99,9 +99,13 @@ class Assistant:
         topic_lp = None
         scope = topic = words = None
         if self.classifiers is not None:
-            p = self.classifiers.topic.probabilities(vector)[0]
-            by_topic = dict(zip(self.classifiers.topic.classes, p, strict=True))
-            topic_lp = np.log(np.array([by_topic.get(t, 0.0) for t in self.topic_ids]) + 1e-9)
+            c = self.classifiers
+            by_vector = dict(zip(c.topic.classes, c.topic.probabilities(vector)[0], strict=True))
+            by_words = dict(zip(c.word_topic.linear.classes, c.word_topic.probabilities(understood.matched),
+                                strict=True))
+            topic_lp = topic_log_probabilities(np.array([by_vector.get(t, 0.0) for t in self.topic_ids]),
+                                               np.array([by_words.get(t, 0.0) for t in self.topic_ids]),
+                                               self.decision.word_topic_weight)
             topic = float(self.classifiers.decline_topic.probabilities(vector)[0].max())
             scope = float(self.classifiers.scope.probabilities(vector)[0][self.classifiers.scope.classes.index("in")])
             words = self.classifiers.words.probability(understood.matched)

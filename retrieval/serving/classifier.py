@@ -1,10 +1,11 @@
 """Classifiers: which topic a question is about, and whether it is ours at all.
 
-Three linear models fitted once when the index is built (retrieval/build/models.py, scikit-learn) and
+Linear models fitted once when the index is built (retrieval/build/models.py, scikit-learn) and
 applied here with numpy alone, so serving needs no scikit-learn and a prediction costs a product: the
-topic and the scope of the question's vector (logistic regressions over the embedding), and the scope of
-its words (a logistic regression over TF-IDF of jieba words and word pairs), which sees what the
-embedding blurs: "APN", "解锁", "激活" make a question about a carrier not ours.
+topic and the scope of the question's vector (logistic regressions over the embedding), and the topic
+and the scope of its words (logistic regressions over TF-IDF of jieba words and word pairs). The words
+see what the embedding blurs: "APN", "解锁", "激活" make a question about a carrier not ours, and "交话费",
+"月租", "到账" name a topic however long the story around them.
 """
 
 from __future__ import annotations
@@ -61,25 +62,38 @@ class LinearClassifier:
 
 @dataclass(frozen=True)
 class WordModel:
-    """A binary logistic regression over TF-IDF (sublinear tf, L2-normalised) of `terms_of(text)`."""
+    """A logistic regression over TF-IDF (sublinear tf, L2-normalised) of `terms_of(text)`: `linear` has one
+    weight per term (binary, towards its second class) or per class and term."""
 
     terms: tuple[str, ...]
-    idf: np.ndarray        # per term
-    coef: np.ndarray       # per term, towards "in scope"
-    intercept: float
+    idf: np.ndarray         # per term
+    linear: LinearClassifier
 
     def __post_init__(self) -> None:
+        if self.linear.coef.shape[1] != len(self.terms) or self.idf.shape != (len(self.terms),):
+            raise ValueError(f"{len(self.terms)} terms do not fit weights of shape {self.linear.coef.shape}")
         object.__setattr__(self, "_index", {term: i for i, term in enumerate(self.terms)})
 
-    def probability(self, text: str) -> float:
-        """The probability that `text` (as matched: normalised, provider names out) is ours."""
+    def probabilities(self, text: str) -> np.ndarray:
+        """Per class, for `text` as matched (normalised, provider names out); a text with no known term gets
+        the classes' prior (the intercepts alone).
+
+        >>> m = WordModel(("话费", "退款"), np.ones(2),
+        ...               LinearClassifier(("refund", "topup"), np.array([[4.0, -4.0]]), np.array([0.0])))
+        >>> m.probabilities("怎么交话费").round(3).tolist(), m.probabilities("hello").tolist()
+        ([0.018, 0.982], [0.5, 0.5])
+        """
         counts = Counter(t for t in terms_of(text) if t in self._index)
-        if not counts:
-            return 1.0 / (1.0 + math.exp(-self.intercept))
-        rows = np.array([self._index[t] for t in counts])
-        tfidf = np.array([1.0 + math.log(n) for n in counts.values()]) * self.idf[rows]
-        tfidf /= np.linalg.norm(tfidf)
-        return float(1.0 / (1.0 + np.exp(-(tfidf @ self.coef[rows] + self.intercept))))
+        x = np.zeros((1, len(self.terms)), dtype=np.float64)
+        if counts:
+            rows = np.array([self._index[t] for t in counts])
+            tfidf = np.array([1.0 + math.log(n) for n in counts.values()]) * self.idf[rows]
+            x[0, rows] = tfidf / np.linalg.norm(tfidf)
+        return self.linear.probabilities(x)[0]
+
+    def probability(self, text: str, of: str = "in") -> float:
+        """The probability of one class, by default that `text` is ours."""
+        return float(self.probabilities(text)[self.linear.classes.index(of)])
 
 
 @dataclass(frozen=True)
@@ -88,32 +102,41 @@ class Classifiers:
 
     topic: LinearClassifier   # classes: topic ids; what ranking reads
     scope: LinearClassifier   # classes: ("out", "in")
-    words: WordModel          # the scope of the question's words
+    words: WordModel          # classes ("out", "in"): the scope of the question's words
     # The topic model fitted on the phrasings alone, whose confidence the decline rule reads (the same model
     # as `topic` when there are no topic examples).
     decline_topic: LinearClassifier
+    # The topic of the question's words, learned from the same phrasings and topic examples as `topic`;
+    # the two are multiplied (a product of experts) when offers are weighed.
+    word_topic: WordModel
 
     FILE = "classifiers.npz"
 
     def save(self, folder: Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        for name, model in (("topic", self.topic), ("scope", self.scope), ("decline_topic", self.decline_topic)):
+            arrays |= _linear_arrays(name, model)
+        for name, model in (("words", self.words), ("word_topic", self.word_topic)):
+            arrays |= _linear_arrays(name, model.linear)
+            arrays |= {f"{name}_terms": np.array(model.terms), f"{name}_idf": model.idf}
         with open(Path(folder) / self.FILE, "wb") as f:
-            np.savez(f, topic_classes=np.array(self.topic.classes), topic_coef=self.topic.coef,
-                     topic_intercept=self.topic.intercept, scope_classes=np.array(self.scope.classes),
-                     scope_coef=self.scope.coef, scope_intercept=self.scope.intercept,
-                     words_terms=np.array(self.words.terms), words_idf=self.words.idf, words_coef=self.words.coef,
-                     words_intercept=np.array([self.words.intercept]),
-                     decline_topic_classes=np.array(self.decline_topic.classes),
-                     decline_topic_coef=self.decline_topic.coef,
-                     decline_topic_intercept=self.decline_topic.intercept)
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, folder: Path) -> Classifiers:
         with np.load(Path(folder) / cls.FILE, allow_pickle=False) as d:
-            def linear(name: str) -> LinearClassifier:
+            def linear(name: str, dtype=np.float32) -> LinearClassifier:
                 return LinearClassifier(tuple(str(c) for c in d[f"{name}_classes"]),
-                                        d[f"{name}_coef"].astype(np.float32), d[f"{name}_intercept"].astype(np.float32))
+                                        d[f"{name}_coef"].astype(dtype), d[f"{name}_intercept"].astype(dtype))
 
-            return cls(linear("topic"), linear("scope"),
-                       WordModel(tuple(str(t) for t in d["words_terms"]), d["words_idf"].astype(np.float64),
-                                 d["words_coef"].astype(np.float64), float(d["words_intercept"][0])),
-                       linear("decline_topic"))
+            def words(name: str) -> WordModel:
+                return WordModel(tuple(str(t) for t in d[f"{name}_terms"]), d[f"{name}_idf"].astype(np.float64),
+                                 linear(name, np.float64))
+
+            return cls(linear("topic"), linear("scope"), words("words"), linear("decline_topic"),
+                       words("word_topic"))
+
+
+def _linear_arrays(name: str, model: LinearClassifier) -> dict[str, np.ndarray]:
+    return {f"{name}_classes": np.array(model.classes), f"{name}_coef": model.coef,
+            f"{name}_intercept": model.intercept}

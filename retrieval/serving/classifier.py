@@ -51,7 +51,10 @@ class LinearClassifier:
         >>> m.probabilities(np.array([[1.0, 0.0], [-1.0, 0.0]])).round(3).tolist()
         [[0.119, 0.881], [0.881, 0.119]]
         """
-        logits = np.atleast_2d(vectors) @ self.coef.T + self.intercept
+        return self.from_logits(np.atleast_2d(vectors) @ self.coef.T + self.intercept)
+
+    def from_logits(self, logits: np.ndarray) -> np.ndarray:
+        """(n, classes) probabilities from (n, rows) logits: a sigmoid for a binary model, else a softmax."""
         if len(self.classes) == 2:
             yes = 1.0 / (1.0 + np.exp(-logits[:, 0]))
             return np.stack([1.0 - yes, yes], axis=1)
@@ -84,12 +87,12 @@ class WordModel:
         ([0.018, 0.982], [0.5, 0.5])
         """
         counts = Counter(t for t in terms_of(text) if t in self._index)
-        x = np.zeros((1, len(self.terms)), dtype=np.float64)
-        if counts:
+        logits = self.linear.intercept.astype(np.float64)
+        if counts:  # only the question's terms: a sparse product
             rows = np.array([self._index[t] for t in counts])
             tfidf = np.array([1.0 + math.log(n) for n in counts.values()]) * self.idf[rows]
-            x[0, rows] = tfidf / np.linalg.norm(tfidf)
-        return self.linear.probabilities(x)[0]
+            logits = logits + self.linear.coef[:, rows] @ (tfidf / np.linalg.norm(tfidf))
+        return self.linear.from_logits(logits[None, :])[0]
 
     def probability(self, text: str, of: str = "in") -> float:
         """The probability of one class, by default that `text` is ours."""

@@ -35,10 +35,10 @@ def test_metrics(real_assistant):
 
 def test_frozen_test_set_floor(test_metrics):
     # The frozen test set, never tuned on: a change that loses ground here is reverted, whatever the dev set
-    # says. The gate is top-1 0.88; today's is 0.874 (README, quality), so the floor holds what we
-    # have with a margin for a new knowledge entry, and rises as the test-set number does.
+    # says. The gate: top-1 at least 0.88 and out of scope declined at least 0.85 (today 0.897 and
+    # 0.880, README quality); in scope wrongly declined at most 0.05 (today 0.037).
     print(test_metrics)
-    assert test_metrics["top1"] >= 0.85
+    assert test_metrics["top1"] >= 0.88
     assert test_metrics["oos_declined"] >= 0.85
     assert test_metrics["in_scope_declined"] <= 0.05
 

@@ -63,7 +63,7 @@ VARIANTS = (
     Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
     Variant("without the word topic model (the vector's topic model alone)",
             _with({"word_topic_weight": 0.0}), False),
-    Variant("topic model alone decides the topic (weight 100)", _with({"topic_weight": 100.0})),
+    Variant("topic models alone decide the topic (weight 100)", _with({"topic_weight": 100.0})),
     Variant("without the learned decline rule (the hand-set thresholds)", _with(THRESHOLDS), False),
     Variant("nearest phrasing only (no topic pooling, answers, BM25, topic model)",
             _with({"topic_weight": 0.0}, RankingConfig(weight_topic=0.0, weight_answers=0.0, weight_lexical=0.0))),
@@ -72,7 +72,7 @@ VARIANTS = (
     Variant("without context around phrasings when fitting the classifiers", _rebuilt(fit=FitConfig(augment_every=0))),
     Variant("context of one sentence only (as before 2026-12-02)", _rebuilt(fit=FitConfig(context_in=1))),
     Variant("without the speller (misspelt words read as typed)", _without_speller),
-    Variant("without the topic examples (the topic model learns the phrasings alone)",
+    Variant("without the topic examples (the topic models learn the phrasings alone)",
             _rebuilt({"topic_examples": ()})),
 )
 

@@ -26,7 +26,8 @@ from retrieval.serving.classifier import Classifiers, LinearClassifier, WordMode
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Regularisation of the two models (larger C: fit the phrasings more closely); chosen on the dev set."""
+    """How the classifiers are fitted: regularisation (larger C: fit the phrasings more closely), context
+    augmentation and the topic examples' weight; chosen on the dev set."""
 
     topic_c: float = 16.0
     word_topic_c: float = 16.0
@@ -117,13 +118,13 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
         return None
     phrasings_only = _fit(vectors[phrasing], labels, config.topic_c, config.max_iter)
     topic = phrasings_only
-    examples = []
+    examples = []  # each as many times as the topic models count it
     if kb.topic_examples and config.example_weight:
-        examples = [(text, t) for text, t in topic_example_texts(kb) if t in kb.topics] * config.example_weight
-    if examples and embed is not None:
-        once = examples[:len(examples) // config.example_weight]
-        x = np.vstack([vectors[phrasing], *[embed([text for text, _ in once])] * config.example_weight])
-        topic = _fit(x, labels + [t for _, t in examples], config.topic_c, config.max_iter)
+        once = [(text, t) for text, t in topic_example_texts(kb) if t in kb.topics]
+        examples = once * config.example_weight
+        if embed is not None:
+            x = np.vstack([vectors[phrasing], *[embed([text for text, _ in once])] * config.example_weight])
+            topic = _fit(x, labels + [t for _, t in examples], config.topic_c, config.max_iter)
     rows = phrasing | off_topic
     scope = _fit(vectors[rows], np.where(phrasing[rows], "in", "out"), config.scope_c, config.max_iter,
                  balanced=True)

@@ -106,9 +106,9 @@ class Assistant:
             topic_lp = topic_log_probabilities(np.array([by_vector.get(t, 0.0) for t in self.topic_ids]),
                                                np.array([by_words.get(t, 0.0) for t in self.topic_ids]),
                                                self.decision.word_topic_weight)
-            topic = float(self.classifiers.decline_topic.probabilities(vector)[0].max())
-            scope = float(self.classifiers.scope.probabilities(vector)[0][self.classifiers.scope.classes.index("in")])
-            words = self.classifiers.words.probability(understood.matched)
+            topic = float(c.decline_topic.probabilities(vector)[0].max())
+            scope = float(c.scope.probabilities(vector)[0][c.scope.classes.index("in")])
+            words = c.words.probability(understood.matched)
         coverage = self.vocabulary.coverage(understood.spelled)
         signals = DeclineSignals(ranking.best_similarity, ranking.off_topic, coverage,
                                  understood.provider is not None, scope, topic, words)

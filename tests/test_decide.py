@@ -26,6 +26,7 @@ def signals(**changes) -> DeclineSignals:
     ({"word_topic_weight": -0.5}, "topic_weight and word_topic_weight must not be negative, got 1.0, -0.5"),
     ({"hits": 0}, "hits must be at least 1 and suggestions not negative, got 0, 3"),
     ({"suggestions": -1}, "hits must be at least 1 and suggestions not negative, got 5, -1"),
+    ({"suggest_probability": 1.5}, "suggest_probability must be between 0 and 1, got 1.5"),
 ])
 def test_a_bad_config_is_refused_by_name(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -81,6 +82,16 @@ def test_learned_rule_declines_under_its_probability_bar(similarity, declined):
     s = signals(similarity=similarity, topic=0.5, words=0.5)
     assert s.answer_probability(config) == pytest.approx(1 / (1 + np.exp(-(100 * similarity - 90))))
     assert s.declines(config) is declined
+
+
+@pytest.mark.parametrize(("similarity", "near"), [(0.88, True), (0.86, False)])
+def test_a_declined_question_is_near_by_the_learned_probability_not_by_similarity(similarity, near):
+    config = dataclasses.replace(learned(100.0, -90.0), suggest_probability=0.1, suggest_floor=0.99)
+    s = signals(similarity=similarity, topic=0.5, words=0.5)  # probability 0.12 at 0.88, 0.02 at 0.86
+    assert s.declines(config) and s.near(config) is near
+    # the hand-set thresholds go by similarity alone
+    assert signals(similarity=0.86).near(dataclasses.replace(THRESHOLDS, suggest_floor=0.85))
+    assert not signals(similarity=0.86).near(dataclasses.replace(THRESHOLDS, suggest_floor=0.87))
 
 
 def test_learned_rule_ignores_the_thresholds():

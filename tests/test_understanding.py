@@ -55,6 +55,20 @@ def test_real_questions_near_the_line_are_declined(real_assistant, question):
     assert real_assistant.ask(question).kind is Kind.DECLINE
 
 
+@pytest.mark.parametrize("question", ["明天纽约会下雨吗", "tell me a joke", "write me a poem about the ocean"])
+def test_a_question_far_from_ours_is_declined_without_suggestions(real_assistant, question):
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.DECLINE and not a.choices, [c.label for c in a.choices]
+
+
+@pytest.mark.parametrize("question", ["Spotify 扣了两次钱 怎么退款", "how to cancel Spotify auto renew"])
+def test_a_declined_question_near_the_line_gets_the_nearest_entries(real_assistant, question):
+    a = real_assistant.ask(question)  # declined, with our refund / auto-renew advice one click away
+    assert a.kind is Kind.DECLINE and a.choices, a.kind
+    topics = {real_assistant.kb.by_id[c.entry_id].topic for c in a.choices}
+    assert topics & {"refund", "auto_topup"}, topics
+
+
 @pytest.mark.parametrize("question, language", [
     ("谢谢", "zh"), ("hi", "en"), ("你是谁", "zh"), ("thanks!", "en"), ("what can you do", "en"), ("你好", "zh"),
 ])

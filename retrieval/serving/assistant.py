@@ -146,8 +146,7 @@ class Assistant:
         u, echo = reading.understood, Echo.of(reading.understood)
         offers = self.offers(reading)
         if reading.signals.declines(self.decision):
-            near = reading.signals.similarity >= self.decision.suggest_floor
-            return self._decline(u.provider, offers, echo, near=near)
+            return self._decline(u.provider, offers, echo, near=reading.signals.near(self.decision))
         if u.provider is None:
             return self._without_provider(offers, echo)
         return self._with_provider(offers, u.provider, echo)

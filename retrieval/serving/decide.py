@@ -38,8 +38,12 @@ class DecisionConfig:
                                           -0.4711, -0.1289, 2.3143, 1.8021)
     decline_bias: float = -17.2038
     min_answer_probability: float = 0.3768
-    # A declined question this close to a phrasing gets the nearest entries as suggestions.
+    # A declined question near the line gets the nearest entries as suggestions: with the learned rule, when
+    # its probability of being ours is at least suggest_probability (chosen on the development sets: every
+    # in-scope question wrongly declined there has 0.07 or more, weather, jokes and poems have under 0.01);
+    # with the hand-set thresholds, when its best phrasing is at least suggest_floor similar.
     suggest_floor: float = 0.88
+    suggest_probability: float = 0.05
     suggestions: int = 3
     # An entry's score: its ranking signals / temperature + topic_weight * log P(its topic); 0 ignores the
     # topic model. The scores of all entries are then made probabilities (softmax): the score shown.
@@ -64,6 +68,8 @@ class DecisionConfig:
         if self.topic_weight < 0 or self.word_topic_weight < 0:
             raise ValueError(f"topic_weight and word_topic_weight must not be negative, got {self.topic_weight}, "
                              f"{self.word_topic_weight}")
+        if not 0 <= self.suggest_probability <= 1:
+            raise ValueError(f"suggest_probability must be between 0 and 1, got {self.suggest_probability}")
         if self.hits < 1 or self.suggestions < 0:
             raise ValueError(f"hits must be at least 1 and suggestions not negative, got {self.hits}, "
                              f"{self.suggestions}")
@@ -96,6 +102,19 @@ class DeclineSignals:
         """The learned rule's probability that the question is ours."""
         z = float(self.features() @ np.asarray(d.decline_weights, dtype=np.float64)) + d.decline_bias
         return 1.0 / (1.0 + np.exp(-z))
+
+    def near(self, d: DecisionConfig) -> bool:
+        """Whether a declined question came close enough to be shown the nearest entries: by the learned
+        rule's probability when it has weights, else by the best phrasing's similarity.
+
+        >>> DeclineSignals(0.91, 0.90, 0.2, False, scope=0.01, topic=0.3, words=0.01).near(DecisionConfig())
+        False
+        >>> DeclineSignals(0.86, 0.80, 1.0, True, scope=0.5, topic=0.6, words=0.5).near(DecisionConfig())
+        True
+        """
+        if d.decline_weights and self.scope is not None:
+            return bool(self.answer_probability(d) >= d.suggest_probability)
+        return self.similarity >= d.suggest_floor
 
     def declines(self, d: DecisionConfig) -> bool:
         """

@@ -94,3 +94,26 @@ def test_the_calibrated_rule_answers_ours_and_declines_the_rest(assistant, calib
     assert recalibrated.ask("how do i top up", provider="tello").entry_id == "tello-topup"
     declined = [q for q in NOT_OURS if recalibrated.ask(q).kind is Kind.DECLINE]
     assert len(declined) >= 0.8 * len(NOT_OURS), set(NOT_OURS) - set(declined)
+
+
+def test_development_sets_share_no_source_or_question_with_the_frozen_test_set():
+    """Tuning on a development set says nothing about the test set only if they are apart: no real post's
+    page, and no question, in both (nor among the decline model's training sources)."""
+    import yaml
+
+    from retrieval.measure.evaluate import ROOT, TEST_SET
+
+    def questions(path):
+        return yaml.safe_load(path.read_text(encoding="utf-8"))["questions"]
+
+    test = questions(TEST_SET)
+    test_sources = {q["source"] for q in test if q.get("source")}
+    test_texts = {q["q"].strip() for q in test}
+    training = set((ROOT / "eval" / "training_sources.txt").read_text(encoding="utf-8").split())
+    assert test_sources and not test_sources & training
+    dev_files = sorted(p for p in (ROOT / "eval").glob("*.yaml") if p != TEST_SET)
+    assert len(dev_files) >= 4
+    for path in dev_files:
+        dev = questions(path)
+        assert not {q["source"] for q in dev if q.get("source")} & test_sources, path.name
+        assert not {q["q"].strip() for q in dev} & test_texts, path.name

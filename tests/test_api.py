@@ -176,6 +176,52 @@ def test_answers_go_on_when_the_store_cannot_be_written(tiny_assistant, tmp_path
         assert c.post("/v1/ask", json={"question": "GV怎么充值？"}).status_code == 200
 
 
+def test_a_mistake_report_lands_in_the_operators_inbox_masked(client, store):
+    gv = client.post("/v1/ask", json={"question": "GV怎么充值？"}).json()
+    sent = {"entry_id": gv["entry_id"], "text": "  the cap is $100 now, paid with 4111 1111 1111 1111  ",
+            "session_id": "widget-42"}
+    response = client.post("/v1/report", json=sent)
+    assert response.status_code == 200, response.text
+    kept = response.json()
+    assert kept["status"] == "saved" and kept["entry_id"] == gv["entry_id"]
+    assert kept["text"].startswith("the cap is $100 now") and "4111" not in kept["text"]
+    reports = queries.open_reports(store)
+    assert reports["entry_id"].tolist() == [gv["entry_id"]] and reports["text"].tolist() == [kept["text"]]
+
+
+REPORT_BAD = {  # body, status, words the error must contain
+    "no entry": ({"text": "wrong"}, 422, 'missing "entry_id"'),
+    "no text": ({"entry_id": "gv-topup"}, 422, 'missing "text"'),
+    "unknown entry": ({"entry_id": "nope", "text": "wrong"}, 422, "unknown entry 'nope'"),
+    "entry a number": ({"entry_id": 7, "text": "wrong"}, 422, '"entry_id" must be a string, got a number'),
+    "blank text": ({"entry_id": "gv-topup", "text": " \n "}, 422, "a few words saying what is wrong"),
+    "text too long": ({"entry_id": "gv-topup", "text": "x" * 2001}, 422, "at most 2000 characters, got 2001"),
+    "session id too long": ({"entry_id": "gv-topup", "text": "wrong", "session_id": "s" * 65}, 422, "1 to 64"),
+    "not an object": (["gv-topup", "wrong"], 422, "expected an object"),
+}
+
+
+@pytest.mark.parametrize("name", list(REPORT_BAD))
+def test_a_bad_report_gets_a_json_4xx_and_keeps_nothing(client, store, name):
+    body, status, words = REPORT_BAD[name]
+    response = client.post("/v1/report", json=body)
+    assert response.status_code == status and words in response.json()["error"], response.text
+    assert queries.open_reports(store).empty
+
+
+def test_a_report_to_a_server_without_a_store_is_refused_plainly(tiny_assistant, tmp_path):
+    with TestClient(create_app(tiny_assistant, None)) as c:
+        response = c.post("/v1/report", json={"entry_id": "gv-topup", "text": "wrong"})
+        assert response.status_code == 503 and "keeps no reports" in response.json()["error"]
+    (tmp_path / "file").write_text("not a folder")
+    away = FeedbackStore(tmp_path / "file" / "feedback.sqlite3")  # its database can never be written
+    with TestClient(create_app(tiny_assistant, away)) as c:
+        response = c.post("/v1/report", json={"entry_id": "gv-topup", "text": "wrong"})
+        assert response.status_code == 200 and response.json()["status"] == "queued"
+    assert away.queued == 1  # kept in memory for when the database comes back
+    away.close()
+
+
 def test_the_documented_answer_is_the_one_written(client, tiny_kb):
     spec = client.get("/openapi.json").json()
     written = client.post("/v1/ask", json=QUESTIONS[0]).json()
@@ -199,6 +245,7 @@ def test_request_module_examples():
 # strategy is driven by Hypothesis here.
 @pytest.mark.parametrize(("method", "path", "mode"), [
     ("POST", "/v1/ask", GenerationMode.POSITIVE), ("POST", "/v1/ask", GenerationMode.NEGATIVE),
+    ("POST", "/v1/report", GenerationMode.POSITIVE), ("POST", "/v1/report", GenerationMode.NEGATIVE),
     ("GET", "/healthz", GenerationMode.POSITIVE), ("GET", "/v1/providers", GenerationMode.POSITIVE)])
 def test_api_holds_to_its_openapi_description(tiny_assistant, store, method, path, mode):
     """Valid requests are answered in the documented shape; invalid ones get a documented 4xx; never a 5xx."""
@@ -206,7 +253,7 @@ def test_api_holds_to_its_openapi_description(tiny_assistant, store, method, pat
     operation = schema[path][method]
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=50 if path == "/v1/ask" else 5, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=50 if method == "POST" else 5, deadline=None, suppress_health_check=list(HealthCheck))
     def holds(case):
         case.call_and_validate()
 

@@ -1,4 +1,5 @@
-"""The HTTP API: POST /v1/ask answers as `ask --jsonl` does; GET /healthz, GET /v1/providers, and /docs."""
+"""The HTTP API: POST /v1/ask answers as `ask --jsonl` does; POST /v1/report keeps a mistake report for the
+operator's inbox, as the page's "Report a mistake" does; GET /healthz, GET /v1/providers, and /docs."""
 
 from __future__ import annotations
 
@@ -13,8 +14,25 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
-from retrieval.api.request import RequestError, answer, read_request, size_limit
-from retrieval.api.schema import ERRORS, AskResponse, Health, ProviderList, request_schema
+from retrieval.api.request import (
+    REPORT_MAX_CHARS,
+    ReportRequest,
+    RequestError,
+    answer,
+    read_report,
+    read_request,
+    size_limit,
+)
+from retrieval.api.schema import (
+    ERRORS,
+    REPORT_ERRORS,
+    AskResponse,
+    Health,
+    ProviderList,
+    ReportResponse,
+    report_schema,
+    request_schema,
+)
 from retrieval.knowledge import KnowledgeBase
 from retrieval.serving.answer import Answer
 from retrieval.settings import Settings
@@ -114,6 +132,27 @@ def create_app(assistant, store: FeedbackStore | None = None, workers: int = WOR
     async def ask(request: Request) -> JSONResponse:
         question = read_request(await read_body(request, limit), kb, assistant.max_chars)
         return JSONResponse(await anyio.to_thread.run_sync(work, question, limiter=request.app.state.limiter))
+
+    def keep(report: ReportRequest) -> JSONResponse:
+        if store is None:
+            return _error(503, "this server keeps no reports: it runs without a store")
+        try:
+            kept = store.report_mistake(session_id=report.session_id or SESSION, entry_id=report.entry_id,
+                                        text=report.text)
+        except StoreError as exc:  # the store holds writes in memory while its database is away: rare
+            log.warning("a mistake report was not stored: %s", exc)
+            return _error(503, "the report could not be kept just now: please send it again later")
+        return JSONResponse({"status": "queued" if store.problem else "saved", "entry_id": report.entry_id,
+                             "text": kept})
+
+    @app.post("/v1/report", response_model=None, summary="Report a mistake in an answer", operation_id="report",
+              responses={200: {"model": ReportResponse, "description": "Kept for the operator's inbox"},
+                         **REPORT_ERRORS},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": report_schema(kb)}}}})
+    async def report(request: Request) -> JSONResponse:
+        body = read_report(await read_body(request, size_limit(REPORT_MAX_CHARS)), kb)
+        return await anyio.to_thread.run_sync(keep, body, limiter=request.app.state.limiter)
 
     @app.get("/healthz", response_model=Health, summary="200 once the assistant is loaded", operation_id="health")
     async def healthz() -> dict:

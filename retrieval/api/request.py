@@ -21,14 +21,15 @@ from dataclasses import dataclass
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.answer import Answer
 
-__all__ = ["FIELDS", "QuestionRequest", "RequestError", "answer", "bounded", "known_provider", "parse_request",
-           "read_request", "size_limit"]
+__all__ = ["FIELDS", "REPORT_MAX_CHARS", "QuestionRequest", "ReportRequest", "RequestError", "answer", "bounded",
+           "known_provider", "parse_report", "parse_request", "read_report", "read_request", "size_limit"]
 
 FIELDS = ("question", "provider", "topic", "language", "session_id")
 # The question is cut this far past the assistant's limit before anything scans it, so a card number
 # straddling the limit is still seen whole by the masker; the assistant then cuts at its limit and says so.
 SECRET_MARGIN = 64
 MAX_SESSION_ID = 64
+REPORT_MAX_CHARS = 2000  # as the page's "Report a mistake" box
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
                bool: "a boolean", type(None): "null"}
 
@@ -49,6 +50,13 @@ class QuestionRequest:
     topic: str | None = None        # the previous answer's topic, so "what about Mint?" keeps it
     language: str | None = None     # the user's choice; None: detected from the question
     session_id: str | None = None   # groups one conversation's questions in the store
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    entry_id: str                   # the answer's `entry_id`: the entry that is wrong
+    text: str                       # what is wrong, as typed (the store masks card numbers and codes)
+    session_id: str | None = None
 
 
 def size_limit(max_chars: int) -> int:
@@ -135,17 +143,57 @@ def parse_request(data: object, kb: KnowledgeBase, max_chars: int) -> QuestionRe
     language = _optional_text(data, "language")
     if language is not None and language not in LANGUAGES:
         raise RequestError(f"unknown language {_shown(language)}: use one of {', '.join(LANGUAGES)}")
+    return QuestionRequest(question, provider, topic, language, _session_id(data))
+
+
+def _session_id(data: dict) -> str | None:
     session_id = _optional_text(data, "session_id")
     if session_id is not None and not 1 <= len(session_id) <= MAX_SESSION_ID:
         raise RequestError(f'"session_id" must be 1 to {MAX_SESSION_ID} characters, got {len(session_id)}')
     if session_id is not None:
         _valid_unicode(session_id, "session_id")
-    return QuestionRequest(question, provider, topic, language, session_id)
+    return session_id
 
 
 def read_request(raw: bytes, kb: KnowledgeBase, max_chars: int) -> QuestionRequest:
     """decode_json, then parse_request: what both edges do with the bytes they receive."""
     return parse_request(decode_json(raw, size_limit(max_chars)), kb, max_chars)
+
+
+def parse_report(data: object, kb: KnowledgeBase) -> ReportRequest:
+    """Check a decoded mistake report: an entry the knowledge base has, and a few words (at most
+    REPORT_MAX_CHARS) saying what is wrong with it.
+
+    >>> from retrieval.knowledge import load_knowledge
+    >>> from retrieval.settings import ROOT
+    >>> kb = load_knowledge(ROOT / "knowledge")
+    >>> parse_report({"entry_id": "gv-topup-steps", "text": "the menu is called Billing now"}, kb)
+    ReportRequest(entry_id='gv-topup-steps', text='the menu is called Billing now', session_id=None)
+    >>> parse_report({"entry_id": "gv-topup-steps", "text": "   "}, kb)
+    Traceback (most recent call last):
+    ...
+    retrieval.api.request.RequestError: "text" needs a few words saying what is wrong
+    """
+    if not isinstance(data, dict):
+        raise RequestError(f'expected an object like {{"entry_id": "...", "text": "..."}}, got {_json_type(data)}')
+    for name in ("entry_id", "text"):
+        if name not in data:
+            raise RequestError(f'missing "{name}"')
+        if not isinstance(data[name], str):
+            raise RequestError(f'"{name}" must be a string, got {_json_type(data[name])}')
+    entry_id, text = data["entry_id"], data["text"]
+    if entry_id not in kb.by_id:
+        raise RequestError(f"unknown entry {_shown(entry_id)}: send the answer's entry_id")
+    if not text.strip():
+        raise RequestError('"text" needs a few words saying what is wrong')
+    if len(text) > REPORT_MAX_CHARS:
+        raise RequestError(f'"text" must be at most {REPORT_MAX_CHARS} characters, got {len(text)}')
+    return ReportRequest(entry_id, _valid_unicode(text, "text"), _session_id(data))
+
+
+def read_report(raw: bytes, kb: KnowledgeBase) -> ReportRequest:
+    """decode_json, then parse_report."""
+    return parse_report(decode_json(raw, size_limit(REPORT_MAX_CHARS)), kb)
 
 
 def answer(assistant, request: QuestionRequest) -> Answer:

@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from retrieval.api.request import MAX_SESSION_ID
+from retrieval.api.request import MAX_SESSION_ID, REPORT_MAX_CHARS
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.answer import Kind
 
-__all__ = ["ERRORS", "AskResponse", "Choice", "ErrorResponse", "Health", "Hit", "Provider", "ProviderList",
-           "request_schema"]
+__all__ = ["ERRORS", "REPORT_ERRORS", "AskResponse", "Choice", "ErrorResponse", "Health", "Hit", "Provider",
+           "ProviderList", "ReportResponse", "report_schema", "request_schema"]
 
 
 class Hit(BaseModel):
@@ -57,6 +57,15 @@ class ErrorResponse(BaseModel):
     error: str
 
 
+class ReportResponse(BaseModel):
+    """A mistake report kept for the operator's inbox: written (`saved`), or held in memory until the
+    database is back (`queued`); `text` is what was kept, card numbers and codes masked."""
+
+    status: Literal["saved", "queued"]
+    entry_id: str
+    text: str
+
+
 class Provider(BaseModel):
     id: str
     name: dict[str, str]
@@ -79,6 +88,33 @@ ERRORS = {
     422: {"model": ErrorResponse, "description": "Not an object, no question, a wrong type, an unknown provider, "
                                                  "topic or language, or text that is not valid Unicode"},
 }
+
+
+REPORT_ERRORS = {
+    400: ERRORS[400],
+    413: {"model": ErrorResponse, "description": "A body larger than the limit"},
+    422: {"model": ErrorResponse, "description": "Not an object, no entry_id or text, a wrong type, an unknown "
+                                                 "entry, text that is blank, too long or not valid Unicode"},
+    503: {"model": ErrorResponse, "description": "This server keeps no reports (it runs without a store)"},
+}
+
+
+def report_schema(kb: KnowledgeBase) -> dict:
+    """POST /v1/report's body as JSON Schema, with the entry ids of the loaded knowledge base."""
+    return {
+        "type": "object",
+        "required": ["entry_id", "text"],
+        "properties": {
+            "entry_id": {"type": "string", "enum": [e.id for e in kb.entries],
+                         "description": "The answer's `entry_id`: the entry that is wrong."},
+            "text": {"type": "string", "minLength": 1, "maxLength": REPORT_MAX_CHARS, "pattern": r"\S",
+                     "description": "What is wrong: a number, an outdated step, a dead link..."},
+            "session_id": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_SESSION_ID},
+                                     {"type": "null"}], "default": None,
+                           "description": "The session_id the question was asked with, if any."},
+        },
+        "example": {"entry_id": "gv-topup-steps", "text": "The menu is called Billing now"},
+    }
 
 
 def request_schema(kb: KnowledgeBase, max_chars: int) -> dict:

@@ -312,9 +312,10 @@ class FeedbackStore:
         """Undo a 👍/👎 (and its comment): the user clicked the same thumb again."""
         self._submit(_Write("clear", {"interaction_id": _whole_number(interaction_id, "interaction_id")}))
 
-    def report_mistake(self, *, session_id: str, entry_id: str, text: str, interaction_id: int | None = None) -> None:
+    def report_mistake(self, *, session_id: str, entry_id: str, text: str, interaction_id: int | None = None) -> str:
         """Keep "Report a mistake" on an answer: the entry it showed (`entry_id`) and what is wrong (`text`,
-        masked and cut like a comment). It lands in the operator's inbox under the entry."""
+        masked and cut like a comment). It lands in the operator's inbox under the entry. Returns the text
+        kept, as the operator will read it."""
         if not isinstance(entry_id, str) or not entry_id.strip():
             raise ValueError(f"entry_id must name the entry the answer showed, got {entry_id!r}")
         cleaned = (_clean(text, "text") or "").strip()
@@ -324,6 +325,7 @@ class FeedbackStore:
                   "interaction_id": None if interaction_id is None else _whole_number(interaction_id, "interaction_id"),
                   "entry_id": entry_id.strip(), "text": cleaned, "action_id": None, "write_key": uuid.uuid4().hex}
         self._submit(_Write("report", values))
+        return cleaned
 
     def record_action(self, *, actor: str, action: str, group_id: str, questions: Sequence[str],
                       entry_id: str | None = None, file: str | None = None, effect: dict | None = None,

@@ -139,6 +139,8 @@ def create_app(assistant, store: FeedbackStore | None = None, workers: int = WOR
         try:
             kept = store.report_mistake(session_id=report.session_id or SESSION, entry_id=report.entry_id,
                                         text=report.text)
+        except ValueError as exc:  # parse_report's checks are the store's: not expected, but never a 500
+            return _error(422, str(exc))
         except StoreError as exc:  # the store holds writes in memory while its database is away: rare
             log.warning("a mistake report was not stored: %s", exc)
             return _error(503, "the report could not be kept just now: please send it again later")

@@ -90,6 +90,11 @@ ERRORS = {
 }
 
 
+# A character Python's str.strip() keeps (what the server and the store call a word), spelt out because
+# JSON Schema's \S (ECMAScript's) and Python's disagree on U+001C-U+001F, U+0085 and U+FEFF.
+NOT_BLANK = ("[^\t\n\u000b\u000c\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+             "\u205f\u3000]")
+
 REPORT_ERRORS = {
     400: ERRORS[400],
     413: {"model": ErrorResponse, "description": "A body larger than the limit"},
@@ -107,7 +112,7 @@ def report_schema(kb: KnowledgeBase) -> dict:
         "properties": {
             "entry_id": {"type": "string", "enum": [e.id for e in kb.entries],
                          "description": "The answer's `entry_id`: the entry that is wrong."},
-            "text": {"type": "string", "minLength": 1, "maxLength": REPORT_MAX_CHARS, "pattern": r"\S",
+            "text": {"type": "string", "minLength": 1, "maxLength": REPORT_MAX_CHARS, "pattern": NOT_BLANK,
                      "description": "What is wrong: a number, an outdated step, a dead link..."},
             "session_id": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_SESSION_ID},
                                      {"type": "null"}], "default": None,

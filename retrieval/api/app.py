@@ -102,7 +102,7 @@ def _handle_errors(app: FastAPI) -> None:
 def create_app(assistant, store: FeedbackStore | None = None, workers: int = WORKERS) -> FastAPI:
     """The API over a loaded `assistant`; every question is logged to `store` when there is one."""
     kb: KnowledgeBase = assistant.kb
-    limit = size_limit(assistant.max_chars)
+    limit, report_limit = size_limit(assistant.max_chars), size_limit(REPORT_MAX_CHARS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,7 +153,7 @@ def create_app(assistant, store: FeedbackStore | None = None, workers: int = WOR
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": report_schema(kb)}}}})
     async def report(request: Request) -> JSONResponse:
-        body = read_report(await read_body(request, size_limit(REPORT_MAX_CHARS)), kb)
+        body = read_report(await read_body(request, report_limit), kb)
         return await anyio.to_thread.run_sync(keep, body, limiter=request.app.state.limiter)
 
     @app.get("/healthz", response_model=Health, summary="200 once the assistant is loaded", operation_id="health")

@@ -19,6 +19,7 @@ from retrieval.knowledge_schema import (  # noqa: F401  (re-exported: other modu
     LANGUAGES,
     LEARNED_DIR,
     MESSAGES_FILE,
+    OTHER_SERVICES_FILE,
     OUT_OF_SCOPE_FILE,
     PROVIDER_KINDS,
     PROVIDER_STATUSES,
@@ -32,6 +33,7 @@ from retrieval.knowledge_schema import (  # noqa: F401  (re-exported: other modu
     EntrySchema,
     LearnedFile,
     MessagesFile,
+    OtherServicesFile,
     OutOfScopeFile,
     ProviderFile,
     Source,
@@ -137,6 +139,19 @@ class TermGroup:
 
 
 @dataclass(frozen=True)
+class OtherService:
+    """A service that is not ours (a carrier outside the US, an app), by the names people write it."""
+
+    name: str
+    kind: str
+    aliases: tuple[str, ...] = ()
+    en: str | None = None  # its English name, when it differs
+
+    def named(self, language: str) -> str:
+        return self.en if language == "en" and self.en else self.name
+
+
+@dataclass(frozen=True)
 class Conversation:
     """conversation.yaml: small talk, the words of a follow-up, and what counts as a known word."""
 
@@ -165,6 +180,8 @@ class KnowledgeBase:
     learned_off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of off_topic, those learned
     # (question, provider, topic) as other people write them: only the topic model learns them (topic_examples.yaml)
     topic_examples: tuple[tuple[str, str, str], ...] = ()
+    # services that are not ours (other_services.yaml): named without a provider of ours, a question is declined
+    other_services: tuple[OtherService, ...] = ()
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -204,7 +221,7 @@ MESSAGES = {
     "walk_finished": set(), "walk_exit": set(), "related_heading": set(),
     "starters": set(), "welcome": set(), "provider_now": set(), "comment_prompt": set(),
     "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(), "old_source": {"date"},
-    "not_understood": set(),
+    "not_understood": set(), "decline_other": {"service"},
 }
 
 
@@ -380,6 +397,32 @@ def _topic_examples(docs: dict[str, Any], known: list[str], topics: dict[str, To
     return tuple((e.q, e.provider, e.topic) for e in f.examples) if f else ()
 
 
+def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile],
+                    errors: list[str]) -> tuple[OtherService, ...]:
+    """other_services.yaml, refusing a name that is also one of our providers' (it would decline our own)."""
+    if OTHER_SERVICES_FILE not in docs:
+        return ()
+    f = validate(OTHER_SERVICES_FILE, docs[OTHER_SERVICES_FILE], OtherServicesFile, {}, errors)
+    if f is None:
+        return ()
+    ours = {_squeezed(a): pf.provider.id for pf in files.values()
+            for a in (*pf.provider.aliases, *pf.provider.name.model_dump().values())}
+    seen: dict[str, str] = {}
+    for s in f.other_services:
+        for name in {s.name, *s.aliases, *([s.en] if s.en else [])}:
+            key = _squeezed(name)
+            if key in ours:
+                errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} names our provider {ours[key]!r}")
+            elif seen.setdefault(key, s.name) != s.name:
+                errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} is also {seen[key]!r}")
+    return tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services)
+
+
+def _squeezed(name: str) -> str:
+    """A name as two spellings of it compare: lower case, letters, digits and Chinese characters only."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
 def digest_of(directory: Path) -> str:
     """The digest `load_knowledge(directory)` would give, from the files' bytes alone (nothing parsed): cheap
     enough to tell on every page view whether the folder changed since it was loaded."""
@@ -429,6 +472,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         if parsed is not None:
             files[name] = parsed
     errors += _cross_file_errors(files, complete=len(files) == len(provider_files))
+    other_services = _other_services(docs, files, errors)
     learned, learned_paths = _learned(directory, errors)
     errors += _learned_errors(learned, files, off_topic, complete=len(files) == len(provider_files))
     if errors:
@@ -449,5 +493,5 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
                          provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          learned_files=learned.files, learned_off_topic=learned_off_topic,
-                         topic_examples=topic_examples,
+                         topic_examples=topic_examples, other_services=other_services,
                          digest=_digest(directory, [p for p in paths if p.name != MESSAGES_FILE] + learned_paths))

@@ -24,8 +24,10 @@ OUT_OF_SCOPE_FILE = "out_of_scope.yaml"
 CONVERSATION_FILE = "conversation.yaml"
 VOCABULARY_FILE = "vocabulary.yaml"
 TOPIC_EXAMPLES_FILE = "topic_examples.yaml"
+OTHER_SERVICES_FILE = "other_services.yaml"
 SPECIAL_FILES = (CATALOG_FILE, MESSAGES_FILE, OUT_OF_SCOPE_FILE, CONVERSATION_FILE, VOCABULARY_FILE,
-                 TOPIC_EXAMPLES_FILE)
+                 TOPIC_EXAMPLES_FILE, OTHER_SERVICES_FILE)
+OTHER_SERVICE_KINDS = ("carrier_outside_us", "app")
 # knowledge/learned/*.yaml: real users' questions the operator filed from the inbox (retrieval/learn), read with the
 # rest. knowledge/drafts/: entries the inbox asked for, for a person to write and source; never read.
 LEARNED_DIR = "learned"
@@ -341,6 +343,21 @@ class TopicExamplesFile(Schema):
     beside the entries' phrasings. Never shown, never matched as phrasings."""
 
     examples: Annotated[tuple[TopicExampleSchema, ...], AfterValidator(_non_empty("expected a non-empty list"))]
+
+
+class OtherServiceSchema(Schema):
+    name: Text                     # as the decline names it
+    kind: Literal[OTHER_SERVICE_KINDS]  # type: ignore[valid-type]
+    en: Text | None = None         # its English name, for an English answer, when it differs ("China Mobile")
+    aliases: tuple[Text, ...] = ()  # other ways people write it (the name itself is always matched)
+
+
+class OtherServicesFile(Schema):
+    """Services that are not ours, by name: a question that names one and none of our providers is declined
+    with a note that names it."""
+
+    checked: Annotated[dt.date, BeforeValidator(_date)]
+    other_services: Annotated[tuple[OtherServiceSchema, ...], AfterValidator(_non_empty("expected a non-empty list"))]
 
 
 class TermGroupSchema(Schema):

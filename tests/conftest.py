@@ -23,7 +23,8 @@ def copy_tiny_kb(folder: Path) -> Path:
     """A writable copy of the tiny knowledge base in `folder`, with the real catalog and messages."""
     target = folder / "knowledge"
     shutil.copytree(FIXTURE_KB, target)
-    for name in ("catalog.yaml", "messages.yaml", "out_of_scope.yaml", "conversation.yaml", "vocabulary.yaml"):
+    for name in ("catalog.yaml", "messages.yaml", "out_of_scope.yaml", "conversation.yaml", "vocabulary.yaml",
+                 "other_services.yaml"):
         shutil.copy(ROOT / "knowledge" / name, target / name)
     return target
 

@@ -337,3 +337,38 @@ def test_a_topic_example_with_an_unknown_topic_or_provider_is_refused(kb_dir):
     assert any(e.startswith("topic_examples.yaml") and "unknown topic 'paying'" in e for e in errors), errors
     assert any(e.startswith("topic_examples.yaml") and "'vodafone' is not a provider id" in e for e in errors)
     assert len([e for e in errors if e.startswith("topic_examples.yaml")]) == 3, errors
+
+
+# -- other_services.yaml -------------------------------------------------------------------------------------
+def write_other_services(kb_dir: Path, services: list[dict]) -> None:
+    (kb_dir / "other_services.yaml").write_text(
+        yaml.safe_dump({"checked": dt.date(2026, 12, 2), "other_services": services}, allow_unicode=True),
+        encoding="utf-8")
+
+
+def test_other_services_are_read_with_their_names(kb_dir):
+    write_other_services(kb_dir, [{"name": "中国移动", "en": "China Mobile", "kind": "carrier_outside_us",
+                                   "aliases": ["中移动"]}, {"name": "Netflix", "kind": "app"}])
+    kb = load_knowledge(kb_dir)
+    assert [(s.name, s.named("en"), s.named("zh"), s.aliases) for s in kb.other_services] == [
+        ("中国移动", "China Mobile", "中国移动", ("中移动",)), ("Netflix", "Netflix", "Netflix", ())]
+
+
+def test_an_other_service_named_like_ours_or_twice_is_refused(kb_dir):
+    write_other_services(kb_dir, [{"name": "Telo", "kind": "app", "aliases": ["TELLO"]},
+                                  {"name": "Netflix", "kind": "app"}, {"name": "Nflx", "kind": "app",
+                                                                      "aliases": ["net flix"]}])
+    errors = [e for e in errors_for(kb_dir) if e.startswith("other_services.yaml")]
+    assert any("'TELLO' names our provider 'tello'" in e for e in errors), errors
+    assert any("'net flix' is also 'Netflix'" in e for e in errors), errors
+
+
+def test_an_other_service_of_an_unknown_kind_is_refused(kb_dir):
+    write_other_services(kb_dir, [{"name": "Orange", "kind": "fruit"}])
+    errors = errors_for(kb_dir)
+    assert any(e.startswith("other_services.yaml") and "'fruit' is not one of" in e for e in errors), errors
+
+
+def test_other_services_are_optional(kb_dir):
+    (kb_dir / "other_services.yaml").unlink()
+    assert load_knowledge(kb_dir).other_services == ()

@@ -39,6 +39,23 @@ def test_a_named_provider_wins_over_the_one_chosen_earlier(reader):
     assert u.provider == "tello" and u.named is None
 
 
+# -- services that are not ours (knowledge/other_services.yaml) -------------------------------------------------
+@pytest.mark.parametrize(("question", "other"), [
+    ("中国移动怎么交话费", "中国移动"), ("中國移動的月租怎麼繳", "中国移动"),  # Traditional, read as Simplified
+    ("how do i top up my CHINA  MOBILE number", "中国移动"), ("中国移动香港的卡", "中国移动香港"),  # the longest name
+    ("netflix payment failed", "Netflix"), ("app-store 充值", "App Store"),
+    ("how do i top up", None), ("netflixing all day", None),  # a name inside a longer word is not the name
+    ("我2023香港的卡", None), ("能用微信付话费吗", None),
+])
+def test_a_service_that_is_not_ours_is_found_by_its_names(reader, question, other):
+    assert reader.read(question).other == other
+
+
+def test_a_service_that_is_not_ours_counts_only_when_none_of_ours_is_named(reader):
+    assert reader.read("从中国移动转号到 tello").other is None
+    assert reader.read("中国移动怎么充值", provider="tello").other == "中国移动"  # chosen earlier: the user moved on
+
+
 @pytest.mark.parametrize(("provider", "language", "topic"), [
     ("nope", "fr", "nope"), (42, 1.5, ["topup_steps"]), (None, None, None)])
 def test_unknown_provider_language_and_topic_are_ignored(reader, provider, language, topic):

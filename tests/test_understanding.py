@@ -61,12 +61,34 @@ def test_a_question_far_from_ours_is_declined_without_suggestions(real_assistant
     assert a.kind is Kind.DECLINE and not a.choices, [c.label for c in a.choices]
 
 
-@pytest.mark.parametrize("question", ["Spotify 扣了两次钱 怎么退款", "how to cancel Spotify auto renew"])
+@pytest.mark.parametrize("question", ["音乐会员扣了两次钱 怎么退款", "how to cancel my music streaming auto renew"])
 def test_a_declined_question_near_the_line_gets_the_nearest_entries(real_assistant, question):
     a = real_assistant.ask(question)  # declined, with our refund / auto-renew advice one click away
     assert a.kind is Kind.DECLINE and a.choices, a.kind
     topics = {real_assistant.kb.by_id[c.entry_id].topic for c in a.choices}
     assert topics & {"refund", "auto_topup"}, topics
+
+
+@pytest.mark.parametrize("question, service", [
+    ("中国移动怎么交话费 人在美国", "中国移动"), ("香港 CSL 卡點樣增值", "CSL"), ("giffgaff怎么保号", "giffgaff"),
+    ("How do I top up my China Mobile number from the US?", "China Mobile"),
+    ("Spotify 扣了两次钱 怎么退款", "Spotify"), ("my Netflix payment keeps failing", "Netflix"),
+])
+def test_a_service_that_is_not_ours_is_declined_by_name(real_assistant, question, service):
+    a = real_assistant.ask(question)  # someone else's top-up: said plainly, with nothing of ours to click
+    assert a.kind is Kind.DECLINE and service in a.markdown and not a.choices, (a.kind, a.markdown[:80])
+
+
+@pytest.mark.parametrize("question, provider, topic", [
+    ("Mint 能用支付宝付吗", "mint_mobile", "payment_methods"),  # a payment method, and ours named
+    ("能用微信给美国话费充值吗", "general", "currency"),
+    ("淘宝上的美国话费代充可以信吗", "general", "safety"),  # where top-up agents sell: a question of ours
+    ("someone on Telegram offers to top up my number for half price, is it safe?", "general", "safety"),
+])
+def test_payment_methods_and_marketplaces_are_not_other_services(real_assistant, question, provider, topic):
+    a = real_assistant.ask(question)
+    entry = real_assistant.kb.by_id[a.entry_id] if a.entry_id else None
+    assert a.kind is Kind.ANSWER and (entry.provider, entry.topic) == (provider, topic), (a.kind, a.entry_id)
 
 
 @pytest.mark.parametrize("question, language", [

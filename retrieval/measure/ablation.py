@@ -57,6 +57,11 @@ def _without_speller(a: Assistant) -> Assistant:
     return v
 
 
+def _without_other_services(a: Assistant) -> Assistant:
+    kb = dataclasses.replace(a.kb, other_services=())  # nothing the index holds depends on them
+    return Assistant(kb, a.index, a.embedder, a.ranker.config, a.decision, a.max_chars)
+
+
 VARIANTS = (
     Variant("**as shipped**: product words, speller, topic models (vector and words), learned decline rule",
             lambda a: a, False),
@@ -74,6 +79,8 @@ VARIANTS = (
     Variant("without the speller (misspelt words read as typed)", _without_speller),
     Variant("without the topic examples (the topic models learn the phrasings alone)",
             _rebuilt({"topic_examples": ()})),
+    Variant("without the other services by name (中国移动, Netflix ... left to the models)", _without_other_services,
+            False),
 )
 
 

@@ -1,9 +1,10 @@
 """Assistant: from a question (and the provider chosen earlier) to an answer, an ask-back or a decline.
 
 The flow of `ask`: understand the question (retrieval/serving/understand.py); answer small talk and
-gibberish at once; embed what is left; rank every entry (ranking.py) and weigh each topic by the topic
-model (classifier.py); decline what is not ours (decide.py); then compose provider x topic into the
-entry shown: the provider's own entry on the topic, else the general one, else ask which provider.
+gibberish at once, and decline at once a question about a service that is not ours; embed what is left;
+rank every entry (ranking.py) and weigh each topic by the topic model (classifier.py); decline what is not
+ours (decide.py); then compose provider x topic into the entry shown: the provider's own entry on the
+topic, else the general one, else ask which provider.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Assistant:
         self.chunks: dict[tuple[str, str], Chunk] = {(c.entry_id, c.language): c for c in index.chunks}
         self.classifiers = index.classifiers
         self.topic_ids = list(kb.topics)
+        self.other_services = {s.name: s for s in kb.other_services}
         self.small_talk_phrases = {
             PUNCTUATION.sub("", normalise(q)): intent.id
             for intent in kb.conversation.small_talk.values() for qs in intent.questions.values() for q in qs}
@@ -123,7 +125,8 @@ class Assistant:
 
     def before_deciding(self, u: Understood) -> tuple[Answer | None, Reading | None]:
         """What is answered before the decline rule is asked: nothing typed, gibberish (neither is ranked),
-        small talk, and "那 Mint 呢" (the previous topic for another provider). `(None, reading)` when the
+        small talk, "那 Mint 呢" (the previous topic for another provider), and a question that names a
+        service that is not ours and none of our providers ("中国移动怎么交话费"). `(None, reading)` when the
         question goes on to the rule; calibration replays exactly the questions that do."""
         echo = Echo.of(u)
         if not u.text:
@@ -139,6 +142,10 @@ class Assistant:
                                markdown=self.kb.conversation.small_talk[intent].answer[u.language].strip()), reading
         if u.follow_up and u.topic:
             return self._follow_up(u, reading, echo), reading
+        if u.other:
+            service = self.other_services[u.other].named(u.language)
+            markdown = self.kb.message("decline_other", u.language, service=service)
+            return echo.answer(provider=u.provider, kind=Kind.DECLINE, markdown=markdown), reading
         return None, reading
 
     def decide(self, reading: Reading) -> Answer:

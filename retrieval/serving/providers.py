@@ -1,8 +1,10 @@
-"""Providers: recognise which provider a question names, from the knowledge base's aliases."""
+"""Providers: recognise which provider a question names, from the knowledge base's aliases (and, with the
+same finder, which service that is not ours it names: knowledge/other_services.yaml)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from rapidfuzz.distance import OSA
@@ -42,27 +44,33 @@ class ProviderMatch:
 
 
 class ProviderFinder:
-    """Finds provider names in a question, tolerating case, spacing, hyphens and small typos."""
+    """Finds provider names in a question, tolerating case, spacing, hyphens and small typos.
 
-    def __init__(self, kb: KnowledgeBase):
+    `names` (id -> names) finds other things the same way, without typos: the services that are not ours.
+    """
+
+    def __init__(self, kb: KnowledgeBase, names: Mapping[str, Iterable[str]] | None = None):
         self.han: list[tuple[str, str]] = []  # (compact alias, provider), for aliases with Chinese
         self.ascii: dict[str, str] = {}       # compact alias -> provider: matched by one typed word
         self.phrases: dict[tuple[str, ...], str] = {}  # alias words -> provider: matched word for word
-        for provider in kb.providers.values():
-            for alias in (*provider.aliases, provider.name["en"]):
+        ours = names is None
+        if names is None:
+            names = {p.id: (*p.aliases, p.name["en"]) for p in kb.providers.values()}
+        for provider, aliases in names.items():
+            for alias in aliases:
                 key = compact(alias)
                 if not key:
                     continue
                 if HAN.search(key):
-                    self.han.append((key, provider.id))
+                    self.han.append((key, provider))
                 else:
-                    self.ascii.setdefault(key, provider.id)
-                    self.phrases.setdefault(_words(alias), provider.id)
+                    self.ascii.setdefault(key, provider)
+                    self.phrases.setdefault(_words(alias), provider)
         self.han.sort(key=lambda item: -len(item[0]))
-        suffixes = sorted((compact(x) for x in kb.name_suffixes), key=len, reverse=True)
+        suffixes = sorted((compact(x) for x in kb.name_suffixes), key=len, reverse=True) if ours else []
         self.suffix = re.compile(r"\s*(?:" + "|".join(map(re.escape, suffixes)) + r")") if suffixes else None
         self.fuzzy = [(a, p, _allowed_typos(a), n) for words, p in self.phrases.items()
-                      if _allowed_typos(a := "".join(words)) for n in {1, len(words)}]
+                      if ours and _allowed_typos(a := "".join(words)) for n in {1, len(words)}]
 
     def _han_matches(self, norm: str) -> list[ProviderMatch]:
         """Chinese (or mixed) aliases, found in the text with spaces and punctuation ignored."""

@@ -3,7 +3,7 @@
 Secrets are masked, long input cut, the language and the provider found, provider names taken out and
 the vocabulary's variants made canonical (what is matched), and two things decided that need no model:
 whether the message is only "that provider's turn" of the previous question ("那 Mint 呢"), and
-whether it is typing by accident ("asdfgh").
+whether it is typing by accident ("asdfgh"), and which service that is not ours it names ("中国移动").
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Understood:
     gibberish: bool           # no word anyone knows ("asdfgh"), or no letters at all ("？？？")
     notices: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
+    other: str | None = None  # a service that is not ours (other_services.yaml), named with no provider of ours
 
 
 class Reader:
@@ -57,6 +58,8 @@ class Reader:
         self.known_zipf = kb.conversation.known_word_zipf
         self.speller = Speller(word_counts + self._other_words(kb), self.follow_up_words,
                                self.known_zipf) if spelling else None
+        self.others = ProviderFinder(kb, {s.name: (s.name, *s.aliases, *([s.en] if s.en else []))
+                                          for s in kb.other_services}) if kb.other_services else None
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -92,7 +95,8 @@ class Reader:
             matched=self.terms.apply(rest or spelled),
             follow_up=named is not None and self._only_follow_up_words(rest),
             topic=topic, gibberish=bool(text) and self._gibberish(rest if named else text),
-            notices=tuple(notices), secrets=masked.found)
+            notices=tuple(notices), secrets=masked.found,
+            other=self.others.find(text) if self.others and named is None else None)
 
     def _only_follow_up_words(self, rest: str) -> bool:
         return all(w in self.follow_up_words for w in words(rest))

@@ -358,6 +358,9 @@ class OtherServicesFile(Schema):
 
     checked: Annotated[dt.date, BeforeValidator(_date)]
     other_services: Annotated[tuple[OtherServiceSchema, ...], AfterValidator(_non_empty("expected a non-empty list"))]
+    # words that say a question is about a US number after all ("美国号码", "my US number"): with one of them,
+    # a service named in passing ("回国用中国移动，美国号码怎么保号") decides nothing; the models do
+    us_number_words: PerLanguage[Texts] | None = None
 
 
 class TermGroupSchema(Schema):

@@ -51,6 +51,18 @@ def test_a_service_that_is_not_ours_is_found_by_its_names(reader, question, othe
     assert reader.read(question).other == other
 
 
+@pytest.mark.parametrize("question", [
+    "回国以后国内用中国移动，美国号码怎么保号", "回国用聯通卡，美國的手機號怎麼保留",
+    "switching to Rogers, how do I keep my US number?", "china mobile at home, my U.S. phone number here",
+])
+def test_a_service_named_beside_a_us_number_is_left_to_the_models(reader, question):
+    assert reader.read(question).other is None
+
+
+def test_a_us_bank_card_is_not_a_us_number(reader):
+    assert reader.read("帮国内中国电信的号交话费，我只有美国的卡").other == "中国电信"
+
+
 def test_a_service_that_is_not_ours_counts_only_when_none_of_ours_is_named(reader):
     assert reader.read("从中国移动转号到 tello").other is None
     assert reader.read("中国移动怎么充值", provider="tello").other == "中国移动"  # chosen earlier: the user moved on

@@ -79,6 +79,15 @@ def test_a_service_that_is_not_ours_is_declined_by_name(real_assistant, question
     assert a.kind is Kind.DECLINE and service in a.markdown and not a.choices, (a.kind, a.markdown[:80])
 
 
+@pytest.mark.parametrize("question, service", [
+    ("回国以后国内用中国移动，美国号码怎么保号", "中国移动"),
+    ("I'm moving to Canada and switching to Rogers, how do I keep my US number?", "Rogers"),
+])
+def test_a_service_named_in_passing_beside_a_us_number_decides_nothing(real_assistant, question, service):
+    a = real_assistant.ask(question)  # about keeping the US number: the models judge it, never the name
+    assert service not in a.markdown, a.markdown[:80]
+
+
 @pytest.mark.parametrize("question, provider, topic", [
     ("Mint 能用支付宝付吗", "mint_mobile", "payment_methods"),  # a payment method, and ours named
     ("能用微信给美国话费充值吗", "general", "currency"),

@@ -8,6 +8,20 @@ from retrieval.knowledge import TermGroup
 from retrieval.serving.text import HAN, normalise
 
 
+def phrase_pattern(phrases) -> re.Pattern | None:
+    """One pattern for normalised phrases, longest first: Latin ones as whole words ("refill", not
+    "refilled"), Chinese ones anywhere; None for no phrases.
+
+    >>> phrase_pattern(["美国号", "us number"]).findall("我的美国号码 my us number, us numbers")
+    ['美国号', 'us number']
+    """
+    parts = []
+    for phrase in sorted(phrases, key=len, reverse=True):
+        escaped = re.escape(phrase)
+        parts.append(escaped if HAN.match(phrase) else rf"(?<![a-z0-9]){escaped}(?![a-z0-9])")
+    return re.compile("|".join(parts)) if parts else None
+
+
 class Terms:
     """Replaces every variant in knowledge/vocabulary.yaml by its group's canonical word, longest first.
 
@@ -32,12 +46,7 @@ class Terms:
         for group in groups:  # a canonical word is matched whole, so a shorter variant inside it is left alone
             for word in group.canonical.values():  # ("自动续费" keeps its "续费", "payment declined" its "declined")
                 self.canonical.setdefault(normalise(word), normalise(word))
-        parts = []
-        for variant in sorted(self.canonical, key=len, reverse=True):
-            escaped = re.escape(variant)
-            # Latin variants are whole words ("refill", not "refilled"); Chinese ones are found anywhere.
-            parts.append(escaped if HAN.match(variant) else rf"(?<![a-z0-9]){escaped}(?![a-z0-9])")
-        self.pattern = re.compile("|".join(parts)) if parts else None
+        self.pattern = phrase_pattern(self.canonical)
 
     def apply(self, text: str) -> str:
         """`text` (normalised) with each variant replaced by its canonical word."""

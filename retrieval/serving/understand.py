@@ -16,7 +16,7 @@ from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.providers import ASCII_WORD, ProviderFinder
 from retrieval.serving.safety import mask_secrets
 from retrieval.serving.spelling import Speller, english_zipf
-from retrieval.serving.terms import Terms
+from retrieval.serving.terms import Terms, phrase_pattern
 from retrieval.serving.text import HAN, LATIN, language_of, normalise, words
 
 # How much is scanned for secrets before the question is cut: a card number that straddles the cut
@@ -60,6 +60,7 @@ class Reader:
                                self.known_zipf) if spelling else None
         self.others = ProviderFinder(kb, {s.name: (s.name, *s.aliases, *([s.en] if s.en else []))
                                           for s in kb.other_services}) if kb.other_services else None
+        self.us_number = phrase_pattern({normalise(w) for w in kb.us_number_words})
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -96,7 +97,14 @@ class Reader:
             follow_up=named is not None and self._only_follow_up_words(rest),
             topic=topic, gibberish=bool(text) and self._gibberish(rest if named else text),
             notices=tuple(notices), secrets=masked.found,
-            other=self.others.find(text) if self.others and named is None else None)
+            other=self._other_service(text) if named is None else None)
+
+    def _other_service(self, text: str) -> str | None:
+        """The service that is not ours the question names, unless it also speaks of a US number: "回国用中国移动，
+        美国号码怎么保号" is about keeping the US number, whatever the carrier at home."""
+        if self.others is None or (self.us_number and self.us_number.search(normalise(text))):
+            return None
+        return self.others.find(text)
 
     def _only_follow_up_words(self, rest: str) -> bool:
         return all(w in self.follow_up_words for w in words(rest))

@@ -181,9 +181,10 @@ class KnowledgeBase:
     # (question, provider, topic) as other people write them: only the topic model learns them (topic_examples.yaml)
     topic_examples: tuple[tuple[str, str, str], ...] = ()
     # services that are not ours (other_services.yaml): named without a provider of ours, a question is declined,
-    # unless it also speaks of a US number (us_number_words)
+    # unless it also speaks of a US number (us_number_words), or, for an app, of a phone bill (phone_words)
     other_services: tuple[OtherService, ...] = ()
     us_number_words: tuple[str, ...] = ()
+    phone_words: tuple[str, ...] = ()
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -400,14 +401,14 @@ def _topic_examples(docs: dict[str, Any], known: list[str], topics: dict[str, To
 
 
 def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile],
-                    errors: list[str]) -> tuple[tuple[OtherService, ...], tuple[str, ...]]:
-    """other_services.yaml (the services, the words of a US number), refusing a name that is also one of our
-    providers' (it would decline our own)."""
+                    errors: list[str]) -> tuple[tuple[OtherService, ...], tuple[str, ...], tuple[str, ...]]:
+    """other_services.yaml (the services, the words of a US number, the words of a phone bill), refusing a name
+    that is also one of our providers' (it would decline our own)."""
     if OTHER_SERVICES_FILE not in docs:
-        return (), ()
+        return (), (), ()
     f = validate(OTHER_SERVICES_FILE, docs[OTHER_SERVICES_FILE], OtherServicesFile, {}, errors)
     if f is None:
-        return (), ()
+        return (), (), ()
     ours = {_squeezed(a): pf.provider.id for pf in files.values()
             for a in (*pf.provider.aliases, *pf.provider.name.model_dump().values())}
     seen: dict[str, str] = {}
@@ -418,8 +419,11 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile],
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} names our provider {ours[key]!r}")
             elif seen.setdefault(key, s.name) != s.name:
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} is also {seen[key]!r}")
-    us_number = tuple(w for lang in LANGUAGES for w in getattr(f.us_number_words, lang)) if f.us_number_words else ()
-    return tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services), us_number
+    def both(words) -> tuple[str, ...]:
+        return tuple(w for lang in LANGUAGES for w in getattr(words, lang)) if words else ()
+
+    return (tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
+            both(f.us_number_words), both(f.phone_words))
 
 
 def _squeezed(name: str) -> str:
@@ -476,7 +480,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         if parsed is not None:
             files[name] = parsed
     errors += _cross_file_errors(files, complete=len(files) == len(provider_files))
-    other_services, us_number_words = _other_services(docs, files, errors)
+    other_services, us_number_words, phone_words = _other_services(docs, files, errors)
     learned, learned_paths = _learned(directory, errors)
     errors += _learned_errors(learned, files, off_topic, complete=len(files) == len(provider_files))
     if errors:
@@ -498,5 +502,5 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          learned_files=learned.files, learned_off_topic=learned_off_topic,
                          topic_examples=topic_examples, other_services=other_services,
-                         us_number_words=us_number_words,
+                         us_number_words=us_number_words, phone_words=phone_words,
                          digest=_digest(directory, [p for p in paths if p.name != MESSAGES_FILE] + learned_paths))

@@ -361,6 +361,9 @@ class OtherServicesFile(Schema):
     # words that say a question is about a US number after all ("美国号码", "my US number"): with one of them,
     # a service named in passing ("回国用中国移动，美国号码怎么保号") decides nothing; the models do
     us_number_words: PerLanguage[Texts] | None = None
+    # words of a phone number or its bill ("话费", "my phone bill"): with one of them, an app named in passing
+    # ("卡在 Netflix 上能用，充话费就被拒") decides nothing either; a carrier still does ("中国移动怎么交话费")
+    phone_words: PerLanguage[Texts] | None = None
 
 
 class TermGroupSchema(Schema):

@@ -369,11 +369,13 @@ def test_an_other_service_of_an_unknown_kind_is_refused(kb_dir):
     assert any(e.startswith("other_services.yaml") and "'fruit' is not one of" in e for e in errors), errors
 
 
-def test_us_number_words_are_read_in_both_languages(kb_dir):
+def test_us_number_and_phone_words_are_read_in_both_languages(kb_dir):
     (kb_dir / "other_services.yaml").write_text(yaml.safe_dump(
         {"checked": dt.date(2026, 12, 2), "other_services": [{"name": "Netflix", "kind": "app"}],
-         "us_number_words": {"zh": ["美国号"], "en": ["us number"]}}, allow_unicode=True), encoding="utf-8")
-    assert load_knowledge(kb_dir).us_number_words == ("美国号", "us number")
+         "us_number_words": {"zh": ["美国号"], "en": ["us number"]},
+         "phone_words": {"zh": ["话费"], "en": ["phone bill"]}}, allow_unicode=True), encoding="utf-8")
+    kb = load_knowledge(kb_dir)
+    assert (kb.us_number_words, kb.phone_words) == (("美国号", "us number"), ("话费", "phone bill"))
 
 
 def test_other_services_are_optional(kb_dir):

@@ -59,6 +59,15 @@ def test_a_service_named_beside_a_us_number_is_left_to_the_models(reader, questi
     assert reader.read(question).other is None
 
 
+@pytest.mark.parametrize(("question", "other"), [
+    ("卡在Netflix上能用，充话费就被拒", None), ("my card works on Netflix but not for my phone bill", None),
+    ("中国移动怎么交话费", "中国移动"),  # a carrier's top-up is a phone bill too: still not ours
+    ("netflix 会员怎么续费", "Netflix"),
+])
+def test_an_app_named_beside_a_phone_bill_is_left_to_the_models(reader, question, other):
+    assert reader.read(question).other == other
+
+
 def test_a_us_bank_card_is_not_a_us_number(reader):
     assert reader.read("帮国内中国电信的号交话费，我只有美国的卡").other == "中国电信"
 

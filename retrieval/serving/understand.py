@@ -61,6 +61,8 @@ class Reader:
         self.others = ProviderFinder(kb, {s.name: (s.name, *s.aliases, *([s.en] if s.en else []))
                                           for s in kb.other_services}) if kb.other_services else None
         self.us_number = phrase_pattern({normalise(w) for w in kb.us_number_words})
+        self.phone = phrase_pattern({normalise(w) for w in kb.phone_words})
+        self.apps = {s.name for s in kb.other_services if s.kind == "app"}
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -100,11 +102,16 @@ class Reader:
             other=self._other_service(text) if named is None else None)
 
     def _other_service(self, text: str) -> str | None:
-        """The service that is not ours the question names, unless it also speaks of a US number: "回国用中国移动，
-        美国号码怎么保号" is about keeping the US number, whatever the carrier at home."""
-        if self.others is None or (self.us_number and self.us_number.search(normalise(text))):
+        """The service that is not ours the question names, unless it also speaks of a US number ("回国用中国移动，
+        美国号码怎么保号" is about keeping the US number, whatever the carrier at home) or names an app beside a
+        phone bill ("卡在 Netflix 上能用，充话费就被拒" is about paying for the phone)."""
+        norm = normalise(text)
+        if self.others is None or (self.us_number and self.us_number.search(norm)):
             return None
-        return self.others.find(text)
+        found = self.others.find(text)
+        if found in self.apps and self.phone and self.phone.search(norm):
+            return None
+        return found
 
     def _only_follow_up_words(self, rest: str) -> bool:
         return all(w in self.follow_up_words for w in words(rest))

@@ -419,6 +419,7 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile],
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} names our provider {ours[key]!r}")
             elif seen.setdefault(key, s.name) != s.name:
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} is also {seen[key]!r}")
+
     def both(words) -> tuple[str, ...]:
         return tuple(w for lang in LANGUAGES for w in getattr(words, lang)) if words else ()
 

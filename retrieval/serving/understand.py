@@ -88,7 +88,8 @@ class Reader:
             notices.append(self.kb.message("truncated", lang, limit=self.max_chars))
         text = text[: self.max_chars]
         carried = provider if isinstance(provider, str) and provider in self.kb.providers else None
-        spelled = self.speller.correct(normalise(text)) if self.speller else normalise(text)
+        norm = normalise(text)
+        spelled = self.speller.correct(norm) if self.speller else norm
         mentions = self.finder.find_all(spelled)
         named = mentions[0].provider if mentions else None
         rest = self.finder.strip(spelled, keep_names_if_empty=False, matches=mentions)
@@ -99,16 +100,16 @@ class Reader:
             follow_up=named is not None and self._only_follow_up_words(rest),
             topic=topic, gibberish=bool(text) and self._gibberish(rest if named else text),
             notices=tuple(notices), secrets=masked.found,
-            other=self._other_service(text) if named is None else None)
+            other=self._other_service(norm) if named is None else None)
 
-    def _other_service(self, text: str) -> str | None:
+    def _other_service(self, norm: str) -> str | None:
         """The service that is not ours the question names, unless it also speaks of a US number ("回国用中国移动，
         美国号码怎么保号" is about keeping the US number, whatever the carrier at home) or names an app beside a
-        phone bill ("卡在 Netflix 上能用，充话费就被拒" is about paying for the phone)."""
-        norm = normalise(text)
+        phone bill ("卡在 Netflix 上能用，充话费就被拒" is about paying for the phone). `norm`: the question,
+        normalised."""
         if self.others is None or (self.us_number and self.us_number.search(norm)):
             return None
-        found = self.others.find(text)
+        found = self.others.find(norm)
         if found in self.apps and self.phone and self.phone.search(norm):
             return None
         return found

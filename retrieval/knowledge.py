@@ -409,12 +409,14 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile],
     f = validate(OTHER_SERVICES_FILE, docs[OTHER_SERVICES_FILE], OtherServicesFile, {}, errors)
     if f is None:
         return (), (), ()
-    ours = {_squeezed(a): pf.provider.id for pf in files.values()
+    from retrieval.serving.providers import compact  # names compared as the finder reads them (中國 = 中国)
+
+    ours = {compact(a): pf.provider.id for pf in files.values()
             for a in (*pf.provider.aliases, *pf.provider.name.model_dump().values())}
     seen: dict[str, str] = {}
     for s in f.other_services:
         for name in {s.name, *s.aliases, *([s.en] if s.en else [])}:
-            key = _squeezed(name)
+            key = compact(name)
             if key in ours:
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} names our provider {ours[key]!r}")
             elif seen.setdefault(key, s.name) != s.name:
@@ -425,11 +427,6 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile],
 
     return (tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
             both(f.us_number_words), both(f.phone_words))
-
-
-def _squeezed(name: str) -> str:
-    """A name as two spellings of it compare: lower case, letters, digits and Chinese characters only."""
-    return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
 def digest_of(directory: Path) -> str:

@@ -124,9 +124,9 @@ class Assistant:
         return early if early is not None else self.decide(reading)
 
     def before_deciding(self, u: Understood) -> tuple[Answer | None, Reading | None]:
-        """What is answered before the decline rule is asked: nothing typed, gibberish (neither is ranked),
-        small talk, "那 Mint 呢" (the previous topic for another provider), and a question that names a
-        service that is not ours and none of our providers ("中国移动怎么交话费"). `(None, reading)` when the
+        """What is answered before the decline rule is asked: nothing typed, gibberish, a question that names a
+        service that is not ours and none of our providers ("中国移动怎么交话费"), none of them ranked; then
+        small talk and "那 Mint 呢" (the previous topic for another provider). `(None, reading)` when the
         question goes on to the rule; calibration replays exactly the questions that do."""
         echo = Echo.of(u)
         if not u.text:
@@ -135,6 +135,10 @@ class Assistant:
         if u.gibberish:
             markdown = self.kb.message("not_understood", u.language) + self._support_line(u.provider, u.language)
             return echo.answer(provider=u.provider, kind=Kind.NOT_UNDERSTOOD, markdown=markdown), None
+        if u.other:  # someone else's top-up: said at once, nothing ranked
+            service = self.other_services[u.other].named(u.language)
+            markdown = self.kb.message("decline_other", u.language, service=service)
+            return echo.answer(provider=u.provider, kind=Kind.DECLINE, markdown=markdown), None
         reading = self.read(u)
         intent = self.small_talk_intent(u, reading.ranking)
         if intent:
@@ -142,10 +146,6 @@ class Assistant:
                                markdown=self.kb.conversation.small_talk[intent].answer[u.language].strip()), reading
         if u.follow_up and u.topic:
             return self._follow_up(u, reading, echo), reading
-        if u.other:
-            service = self.other_services[u.other].named(u.language)
-            markdown = self.kb.message("decline_other", u.language, service=service)
-            return echo.answer(provider=u.provider, kind=Kind.DECLINE, markdown=markdown), reading
         return None, reading
 
     def decide(self, reading: Reading) -> Answer:

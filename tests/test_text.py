@@ -9,13 +9,18 @@ import pytest
 from retrieval.serving.text import MARKDOWN_SPECIAL, escape_markdown, language_of, normalise, words
 
 EDGE = ["", " ", "a", "🙂", "？？？", "ＧＶ怎麼儲值", "  How   do I\tTOP up\n", "AT&T", "谷歌语音" * 200, "a\u0301",
-        "\u200b", "Ⅻ ﬁ", "<b>*_[x](y)</b>"]
+        "\u200b", "Ⅻ ﬁ", "<b>*_[x](y)</b>", "乜都冇咗喺度", "仲未入數 增值服務"]
 
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("ＧＶ怎麼儲值", "gv怎么储值"),                  # full width folded (NFKC), Traditional to Simplified
     ("  How   do I\tTOP up\n", "how do i top up"),  # lower case, white space collapsed
     ("Ⅻ ﬁ", "xii fi"),                           # compatibility forms
+    ("Tello 點樣增值", "tello 怎样充值"),          # Cantonese read as Mandarin; 增值 is Hong Kong's top-up
+    ("我喺香港碌卡得唔得？", "我在香港刷卡行不行?"),
+    ("收唔到短訊㗎喎", "收不到短信"),              # particles dropped, Hong Kong's word for SMS
+    ("係唔係要交增值稅", "是不是要交增值税"),      # VAT stays VAT
+    ("囉嗦", "啰嗦"),                              # a Mandarin word, untouched
     ("", ""),
 ])
 def test_normalise(text, expected):

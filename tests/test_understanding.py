@@ -119,6 +119,22 @@ def test_misspelt_questions_reach_their_answer(real_assistant, question, entry):
     assert a.kind is Kind.ANSWER and a.entry_id == entry
 
 
+@pytest.mark.parametrize(("question", "entry"), [
+    ("Tello 點樣增值", "tello-topup-steps"),                 # declined before: no word of ours in it
+    ("GV 嘅餘額會唔會過期", "gv-expiry"),
+    ("點樣熄咗 T-Mobile 嘅自動續費", "tmo-auto-topup"),
+    ("喺香港點樣幫美國電話卡增值最安全？網上好多人話可以代充，驚俾人呃", "gen-safety-agents"),  # declined before
+])
+def test_cantonese_questions_reach_their_answer(real_assistant, question, entry):
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.ANSWER and a.entry_id == entry
+
+
+def test_hong_kongs_own_top_up_stays_declined(real_assistant):
+    # Octopus is not ours: reading 增值 as 充值 does not make a Hong Kong card our question.
+    assert real_assistant.ask("八達通點樣增值").kind is Kind.DECLINE
+
+
 @pytest.mark.parametrize("provider", [None, "tello"])
 def test_gibberish_is_not_understood_never_an_overview(real_assistant, provider):
     a = real_assistant.ask("asdfgh", provider=provider)

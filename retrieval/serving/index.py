@@ -16,8 +16,9 @@ from retrieval.serving.classifier import Classifiers
 # 2: phrasings stored without provider names; 3: off-topic questions; 4: chunks keep source_date;
 # 5: vocabulary, small talk, classifiers; 6: the vocabulary's canonical words kept whole in phrasings;
 # 7: classifiers fitted with one to three context sentences around phrasings; 8: topic examples, and a
-# second topic model (phrasings only) for the decline rule; 9: a word topic model
-FORMAT = 9
+# second topic model (phrasings only) for the decline rule; 9: a word topic model; 10: Cantonese read as
+# Mandarin (text.normalise), in phrasings and examples as in questions
+FORMAT = 10
 CURRENT = "CURRENT"
 PREFIX = "idx-"          # a finished index folder
 BUILDING = ".building-"  # a folder being written

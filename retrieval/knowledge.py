@@ -152,6 +152,18 @@ class OtherService:
 
 
 @dataclass(frozen=True)
+class OtherTopic:
+    """A topic that is not ours (APN settings, voicemail, SSN), by the words people use for it."""
+
+    name: str
+    en: str
+    words: tuple[str, ...] = ()
+
+    def named(self, language: str) -> str:
+        return self.en if language == "en" else self.name
+
+
+@dataclass(frozen=True)
 class Conversation:
     """conversation.yaml: small talk, the words of a follow-up, and what counts as a known word."""
 
@@ -185,6 +197,10 @@ class KnowledgeBase:
     other_services: tuple[OtherService, ...] = ()
     us_number_words: tuple[str, ...] = ()
     phone_words: tuple[str, ...] = ()
+    # topics that are not ours (other_services.yaml): a question with their words is declined, with or without
+    # a provider of ours, unless it also has a word of money or of keeping a number (ours_words)
+    other_topics: tuple[OtherTopic, ...] = ()
+    ours_words: tuple[str, ...] = ()
     by_id: dict[str, Entry] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -224,7 +240,7 @@ MESSAGES = {
     "walk_finished": set(), "walk_exit": set(), "related_heading": set(),
     "starters": set(), "welcome": set(), "provider_now": set(), "comment_prompt": set(),
     "meanwhile_general": set(), "more_choices": set(), "decline_suggest": set(), "old_source": {"date"},
-    "not_understood": set(), "decline_other": {"service"},
+    "not_understood": set(), "decline_other": {"service"}, "decline_topic": {"topic"},
 }
 
 
@@ -400,15 +416,15 @@ def _topic_examples(docs: dict[str, Any], known: list[str], topics: dict[str, To
     return tuple((e.q, e.provider, e.topic) for e in f.examples) if f else ()
 
 
-def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile],
-                    errors: list[str]) -> tuple[tuple[OtherService, ...], tuple[str, ...], tuple[str, ...]]:
-    """other_services.yaml (the services, the words of a US number, the words of a phone bill), refusing a name
-    that is also one of our providers' (it would decline our own)."""
+def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors: list[str]) -> dict[str, tuple]:
+    """other_services.yaml (the services, the words of a US number, the words of a phone bill, the topics that are
+    not ours and the words that make a question ours after all), as KnowledgeBase fields; refusing a name that is
+    also one of our providers' (it would decline our own)."""
     if OTHER_SERVICES_FILE not in docs:
-        return (), (), ()
+        return {}
     f = validate(OTHER_SERVICES_FILE, docs[OTHER_SERVICES_FILE], OtherServicesFile, {}, errors)
     if f is None:
-        return (), (), ()
+        return {}
     from retrieval.serving.providers import compact  # names compared as the finder reads them (中國 = 中国)
 
     ours = {compact(a): pf.provider.id for pf in files.values()
@@ -425,8 +441,10 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile],
     def both(words) -> tuple[str, ...]:
         return tuple(w for lang in LANGUAGES for w in getattr(words, lang)) if words else ()
 
-    return (tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
-            both(f.us_number_words), both(f.phone_words))
+    return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
+            "us_number_words": both(f.us_number_words), "phone_words": both(f.phone_words),
+            "other_topics": tuple(OtherTopic(t.name, t.en, both(t.words)) for t in f.other_topics),
+            "ours_words": both(f.ours_words)}
 
 
 def digest_of(directory: Path) -> str:
@@ -478,7 +496,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         if parsed is not None:
             files[name] = parsed
     errors += _cross_file_errors(files, complete=len(files) == len(provider_files))
-    other_services, us_number_words, phone_words = _other_services(docs, files, errors)
+    others = _other_services(docs, files, errors)
     learned, learned_paths = _learned(directory, errors)
     errors += _learned_errors(learned, files, off_topic, complete=len(files) == len(provider_files))
     if errors:
@@ -499,6 +517,5 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
                          provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          learned_files=learned.files, learned_off_topic=learned_off_topic,
-                         topic_examples=topic_examples, other_services=other_services,
-                         us_number_words=us_number_words, phone_words=phone_words,
+                         topic_examples=topic_examples, **others,
                          digest=_digest(directory, [p for p in paths if p.name != MESSAGES_FILE] + learned_paths))

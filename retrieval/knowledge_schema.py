@@ -352,6 +352,12 @@ class OtherServiceSchema(Schema):
     aliases: tuple[Text, ...] = ()  # other ways people write it (the name itself is always matched)
 
 
+class OtherTopicSchema(Schema):
+    name: Text                     # as the decline names it ("APN 和上网设置")
+    en: Text                       # in an English answer ("APN and mobile data settings")
+    words: PerLanguage[Texts]      # the words that name it ("apn", "接入点")
+
+
 class OtherServicesFile(Schema):
     """Services that are not ours, by name: a question that names one and none of our providers is declined
     with a note that names it."""
@@ -364,6 +370,12 @@ class OtherServicesFile(Schema):
     # words of a phone number or its bill ("话费", "my phone bill"): with one of them, an app named in passing
     # ("卡在 Netflix 上能用，充话费就被拒") decides nothing either; a carrier still does ("中国移动怎么交话费")
     phone_words: PerLanguage[Texts] | None = None
+    # topics that are not ours, by their words ("APN", "语音信箱", "SSN"): a question that names one is declined
+    # by the topic's name, even with a provider of ours named ("how to set up voicemail on h2o")...
+    other_topics: tuple[OtherTopicSchema, ...] = ()
+    # ...unless it also has one of these words of money or of keeping a number ("充值", "refund", "保号"):
+    # then the models judge it ("Tello 漫游怎么收费")
+    ours_words: PerLanguage[Texts] | None = None
 
 
 class TermGroupSchema(Schema):

@@ -378,6 +378,25 @@ def test_us_number_and_phone_words_are_read_in_both_languages(kb_dir):
     assert (kb.us_number_words, kb.phone_words) == (("美国号", "us number"), ("话费", "phone bill"))
 
 
+def test_other_topics_and_ours_words_are_read_in_both_languages(kb_dir):
+    (kb_dir / "other_services.yaml").write_text(yaml.safe_dump(
+        {"checked": dt.date(2026, 12, 2), "other_services": [{"name": "Netflix", "kind": "app"}],
+         "other_topics": [{"name": "语音信箱", "en": "voicemail", "words": {"zh": ["语音信箱"], "en": ["voicemail"]}}],
+         "ours_words": {"zh": ["充值"], "en": ["top up"]}}, allow_unicode=True), encoding="utf-8")
+    kb = load_knowledge(kb_dir)
+    assert [(t.named("zh"), t.named("en"), t.words) for t in kb.other_topics] == [
+        ("语音信箱", "voicemail", ("语音信箱", "voicemail"))]
+    assert kb.ours_words == ("充值", "top up")
+
+
+def test_an_other_topic_needs_its_words(kb_dir):
+    (kb_dir / "other_services.yaml").write_text(yaml.safe_dump(
+        {"checked": dt.date(2026, 12, 2), "other_services": [{"name": "Netflix", "kind": "app"}],
+         "other_topics": [{"name": "语音信箱", "en": "voicemail"}]}, allow_unicode=True), encoding="utf-8")
+    errors = [e for e in errors_for(kb_dir) if e.startswith("other_services.yaml")]
+    assert errors and "words" in errors[0], errors
+
+
 def test_other_services_are_optional(kb_dir):
     (kb_dir / "other_services.yaml").unlink()
     assert load_knowledge(kb_dir).other_services == ()

@@ -77,6 +77,34 @@ def test_a_service_that_is_not_ours_counts_only_when_none_of_ours_is_named(reade
     assert reader.read("中国移动怎么充值", provider="tello").other == "中国移动"  # chosen earlier: the user moved on
 
 
+# -- topics that are not ours (knowledge/other_services.yaml: other_topics, ours_words) ---------------------------
+@pytest.mark.parametrize(("question", "topic"), [
+    ("how to set up voicemail on h2o", "语音信箱"), ("Mint APN 怎么设置", "APN 和上网设置"),
+    ("hotspot not working on visible", "热点和共享网络"), ("如何在 tello 開啟 Wi-Fi 通話", "Wi-Fi 通话"),
+    ("how do i block spam calls on my cricket phone", "骚扰电话和垃圾短信"), ("F1 学生怎么申请 SSN", "社安号（SSN）"),
+    ("how do i transfer my esim to a new iphone", "eSIM 的安装和转移"),
+    ("apple", None), ("how do i top up", None),  # "apps" and "apn" are not the same word
+])
+def test_a_topic_that_is_not_ours_is_found_by_its_words(reader, question, topic):
+    assert reader.read(question).other_topic == topic
+
+
+@pytest.mark.parametrize("question", [
+    "gv在国内怎么充值 要挂梯子吗", "Tello 漫游怎么收费", "Cricket port out 要 SSN 后四位吗", "预付卡官网注册要 SSN 吗",
+    "my hotspot stopped after autopay failed", "can i keep my number if i'm roaming for a year",
+])
+def test_a_topic_that_is_not_ours_beside_a_word_of_ours_is_left_to_the_models(reader, question):
+    assert reader.read(question).other_topic is None
+
+
+def test_no_phrasing_or_topic_example_of_ours_names_a_topic_that_is_not_ours():
+    # The words of other_topics must never decline what the knowledge base itself says is ours.
+    kb = load_knowledge(ROOT / "knowledge")
+    r = reader_for(kb)
+    ours = [q for e in kb.entries for qs in e.questions.values() for q in qs] + [q for q, _, _ in kb.topic_examples]
+    assert [q for q in ours if r.read(q).other_topic] == []
+
+
 @pytest.mark.parametrize(("provider", "language", "topic"), [
     ("nope", "fr", "nope"), (42, 1.5, ["topup_steps"]), (None, None, None)])
 def test_unknown_provider_language_and_topic_are_ignored(reader, provider, language, topic):

@@ -100,6 +100,27 @@ def test_payment_methods_and_marketplaces_are_not_other_services(real_assistant,
     assert a.kind is Kind.ANSWER and (entry.provider, entry.topic) == (provider, topic), (a.kind, a.entry_id)
 
 
+@pytest.mark.parametrize("question, provider, words", [
+    ("how to set up voicemail on h2o", "h2o_wireless", ("voicemail", "H2O")),  # answered with H2O's top-up before
+    ("Mint APN 怎么设置", "mint_mobile", ("APN", "Mint")),
+    ("my iphone screen cracked, where can i fix it", None, ("phone repairs",)),
+])
+def test_a_topic_that_is_not_ours_is_declined_by_name_with_the_carriers_help_page(real_assistant, question, provider,
+                                                                                  words):
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.DECLINE and a.provider == provider and not a.choices
+    assert all(w in a.markdown for w in words), a.markdown
+
+
+@pytest.mark.parametrize("question, entry", [
+    ("gv在国内怎么充值 要挂梯子吗", "gv-topup-steps"),  # a VPN beside a top-up: ours
+    ("Cricket port out 要 SSN 后四位吗", "cricket-port-out"),
+])
+def test_a_topic_that_is_not_ours_beside_a_top_up_is_still_answered(real_assistant, question, entry):
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.ANSWER and a.entry_id == entry, (a.kind, a.entry_id)
+
+
 @pytest.mark.parametrize("question, language", [
     ("谢谢", "zh"), ("hi", "en"), ("你是谁", "zh"), ("thanks!", "en"), ("what can you do", "en"), ("你好", "zh"),
 ])

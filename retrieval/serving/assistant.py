@@ -84,6 +84,7 @@ class Assistant:
         self.classifiers = index.classifiers
         self.topic_ids = list(kb.topics)
         self.other_services = {s.name: s for s in kb.other_services}
+        self.other_topics = {t.name: t for t in kb.other_topics}
         self.small_talk_phrases = {
             PUNCTUATION.sub("", normalise(q)): intent.id
             for intent in kb.conversation.small_talk.values() for qs in intent.questions.values() for q in qs}
@@ -125,7 +126,8 @@ class Assistant:
 
     def before_deciding(self, u: Understood) -> tuple[Answer | None, Reading | None]:
         """What is answered before the decline rule is asked: nothing typed, gibberish, a question that names a
-        service that is not ours and none of our providers ("中国移动怎么交话费"), none of them ranked; then
+        service that is not ours and none of our providers ("中国移动怎么交话费") or a topic that is not ours and no
+        word of money ("Mint APN 怎么设置"), none of them ranked; then
         small talk and "那 Mint 呢" (the previous topic for another provider). `(None, reading)` when the
         question goes on to the rule; calibration replays exactly the questions that do."""
         echo = Echo.of(u)
@@ -138,6 +140,11 @@ class Assistant:
         if u.other:  # someone else's top-up: said at once, nothing ranked
             service = self.other_services[u.other].named(u.language)
             markdown = self.kb.message("decline_other", u.language, service=service)
+            return echo.answer(provider=u.provider, kind=Kind.DECLINE, markdown=markdown), None
+        if u.other_topic:  # a question about the phone, not paying for it: said at once, with the carrier's help page
+            topic = self.other_topics[u.other_topic].named(u.language)
+            markdown = (self.kb.message("decline_topic", u.language, topic=topic)
+                        + self._support_line(u.provider, u.language))
             return echo.answer(provider=u.provider, kind=Kind.DECLINE, markdown=markdown), None
         reading = self.read(u)
         intent = self.small_talk_intent(u, reading.ranking)

@@ -3,7 +3,8 @@
 Secrets are masked, long input cut, the language and the provider found, provider names taken out and
 the vocabulary's variants made canonical (what is matched), and two things decided that need no model:
 whether the message is only "that provider's turn" of the previous question ("那 Mint 呢"), and
-whether it is typing by accident ("asdfgh"), and which service that is not ours it names ("中国移动").
+whether it is typing by accident ("asdfgh"), which service that is not ours it names ("中国移动"), and which
+topic that is not ours ("APN", "语音信箱").
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Understood:
     notices: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
     other: str | None = None  # a service that is not ours (other_services.yaml), named with no provider of ours
+    other_topic: str | None = None  # a topic that is not ours (other_services.yaml), named with no word of ours
 
 
 class Reader:
@@ -63,6 +65,9 @@ class Reader:
         self.us_number = phrase_pattern({normalise(w) for w in kb.us_number_words})
         self.phone = phrase_pattern({normalise(w) for w in kb.phone_words})
         self.apps = {s.name for s in kb.other_services if s.kind == "app"}
+        self.topic_of = {normalise(w): t.name for t in kb.other_topics for w in t.words}
+        self.other_topics = phrase_pattern(self.topic_of)
+        self.ours = phrase_pattern({normalise(w) for w in kb.ours_words})
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -100,7 +105,16 @@ class Reader:
             follow_up=named is not None and self._only_follow_up_words(rest),
             topic=topic, gibberish=bool(text) and self._gibberish(rest if named else text),
             notices=tuple(notices), secrets=masked.found,
-            other=self._other_service(norm) if named is None else None)
+            other=self._other_service(norm) if named is None else None, other_topic=self._other_topic(spelled))
+
+    def _other_topic(self, spelled: str) -> str | None:
+        """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,
+        of the account or of keeping a number ("tello 漫游怎么收费" is the models' to judge). `spelled`: the
+        question normalised, misspellings read."""
+        found = self.other_topics.search(spelled) if self.other_topics else None
+        if found is None or (self.ours and self.ours.search(spelled)):
+            return None
+        return self.topic_of[found.group()]
 
     def _other_service(self, norm: str) -> str | None:
         """The service that is not ours the question names, unless it also speaks of a US number ("回国用中国移动，

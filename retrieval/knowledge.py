@@ -197,6 +197,7 @@ class KnowledgeBase:
     other_services: tuple[OtherService, ...] = ()
     us_number_words: tuple[str, ...] = ()
     phone_words: tuple[str, ...] = ()
+    keep_words: tuple[str, ...] = ()  # with a US number's words: keeping it alive, what we are for, never declined
     # topics that are not ours (other_services.yaml): a question with their words is declined, with or without
     # a provider of ours, unless it also has a word of money or of keeping a number (ours_words)
     other_topics: tuple[OtherTopic, ...] = ()
@@ -443,6 +444,7 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors
 
     return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
             "us_number_words": both(f.us_number_words), "phone_words": both(f.phone_words),
+            "keep_words": both(f.keep_words),
             "other_topics": tuple(OtherTopic(t.name, t.en, both(t.words)) for t in f.other_topics),
             "ours_words": both(f.ours_words)}
 

@@ -382,11 +382,12 @@ def test_other_topics_and_ours_words_are_read_in_both_languages(kb_dir):
     (kb_dir / "other_services.yaml").write_text(yaml.safe_dump(
         {"checked": dt.date(2026, 12, 2), "other_services": [{"name": "Netflix", "kind": "app"}],
          "other_topics": [{"name": "语音信箱", "en": "voicemail", "words": {"zh": ["语音信箱"], "en": ["voicemail"]}}],
-         "ours_words": {"zh": ["充值"], "en": ["top up"]}}, allow_unicode=True), encoding="utf-8")
+         "ours_words": {"zh": ["充值"], "en": ["top up"]},
+         "keep_words": {"zh": ["保号"], "en": ["keep"]}}, allow_unicode=True), encoding="utf-8")
     kb = load_knowledge(kb_dir)
     assert [(t.named("zh"), t.named("en"), t.words) for t in kb.other_topics] == [
         ("语音信箱", "voicemail", ("语音信箱", "voicemail"))]
-    assert kb.ours_words == ("充值", "top up")
+    assert (kb.ours_words, kb.keep_words) == (("充值", "top up"), ("保号", "keep"))
 
 
 def test_an_other_topic_needs_its_words(kb_dir):

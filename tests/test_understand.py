@@ -97,6 +97,17 @@ def test_a_topic_that_is_not_ours_beside_a_word_of_ours_is_left_to_the_models(re
     assert reader.read(question).other_topic is None
 
 
+@pytest.mark.parametrize(("question", "keeps"), [
+    ("I am living in china now, which is cheapest way for keep my US number not be cancel?", True),
+    ("回國以後美國手機號怎麼保號", True), ("how do i keep my us phone alive from abroad", True),
+    ("国内手机号出国了怎么保号", False),  # the mirror image: a Chinese number
+    ("keep my chinese phone number active while living in the us", False),  # "in the us" is no US number
+    ("how do i top up my us number", False),  # ours, but not about keeping it: the models judge
+])
+def test_keeping_a_us_number_is_found_by_its_words(reader, question, keeps):
+    assert reader.read(question).keeps_us_number is keeps
+
+
 def test_no_phrasing_or_topic_example_of_ours_names_a_topic_that_is_not_ours():
     # The words of other_topics must never decline what the knowledge base itself says is ours.
     kb = load_knowledge(ROOT / "knowledge")

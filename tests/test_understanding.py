@@ -121,6 +121,21 @@ def test_a_topic_that_is_not_ours_beside_a_top_up_is_still_answered(real_assista
     assert a.kind is Kind.ANSWER and a.entry_id == entry, (a.kind, a.entry_id)
 
 
+@pytest.mark.parametrize("question", [
+    "I am living in china now, which is cheapest way for keep my US number not be cancel?",  # declined before
+    "whats the cheapest way to keep a us number alive when your not living in the US anymore??",
+])
+def test_keeping_a_us_number_from_abroad_is_never_declined(real_assistant, question):
+    # Its mirror image (a Chinese number kept from the US) is declined, and sits as close in the embedding.
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.ANSWER and real_assistant.kb.by_id[a.entry_id].topic in ("overview", "expiry"), (
+        a.kind, a.entry_id)
+
+
+def test_the_mirror_image_is_still_declined(real_assistant):
+    assert real_assistant.ask("keep my chinese phone number active while living in the us").kind is Kind.DECLINE
+
+
 @pytest.mark.parametrize("question, language", [
     ("谢谢", "zh"), ("hi", "en"), ("你是谁", "zh"), ("thanks!", "en"), ("what can you do", "en"), ("你好", "zh"),
 ])

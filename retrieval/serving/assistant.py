@@ -114,7 +114,8 @@ class Assistant:
             words = c.words.probability(understood.matched)
         coverage = self.vocabulary.coverage(understood.spelled)
         signals = DeclineSignals(ranking.best_similarity, ranking.off_topic, coverage,
-                                 understood.provider is not None, scope, topic, words)
+                                 understood.provider is not None, scope, topic, words,
+                                 ours=understood.keeps_us_number)
         return Reading(understood, ranking, topic_lp, signals)
 
     def ask(self, question: str, provider: str | None = None, language: str | None = None,

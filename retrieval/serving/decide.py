@@ -87,6 +87,8 @@ class DeclineSignals:
     scope: float | None = None  # the scope model's probability that the question is ours (its vector)
     topic: float | None = None  # the phrasings-only topic model's probability of its likeliest topic
     words: float | None = None  # the word model's probability that the question is ours (its words)
+    # The question says it is ours whatever the signals: it speaks of keeping a US number alive.
+    ours: bool = False
 
     NAMES = ("similarity", "margin", "coverage", "scope", "topic", "words")
 
@@ -122,7 +124,11 @@ class DeclineSignals:
         False
         >>> DeclineSignals(0.88, 0.90, 0.5, False, scope=0.1, topic=0.5, words=0.1).declines(DecisionConfig())
         True
+        >>> DeclineSignals(0.88, 0.90, 0.5, False, 0.1, 0.5, 0.1, ours=True).declines(DecisionConfig())
+        False
         """
+        if self.ours:
+            return False
         if d.decline_weights and self.scope is not None:
             if len(d.decline_weights) != len(self.features()):
                 raise ValueError(f"decline_weights needs {len(self.features())} numbers, got {len(d.decline_weights)}")

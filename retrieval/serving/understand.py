@@ -42,6 +42,7 @@ class Understood:
     secrets: tuple[str, ...] = ()
     other: str | None = None  # a service that is not ours (other_services.yaml), named with no provider of ours
     other_topic: str | None = None  # a topic that is not ours (other_services.yaml), named with no word of ours
+    keeps_us_number: bool = False  # speaks of keeping a US number alive ("美国号码怎么保号"): ours, never declined
 
 
 class Reader:
@@ -68,6 +69,7 @@ class Reader:
         self.topic_of = {normalise(w): t.name for t in kb.other_topics for w in t.words}
         self.other_topics = phrase_pattern(self.topic_of)
         self.ours = phrase_pattern({normalise(w) for w in kb.ours_words})
+        self.keep = phrase_pattern({normalise(w) for w in kb.keep_words})
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -105,7 +107,9 @@ class Reader:
             follow_up=named is not None and self._only_follow_up_words(rest),
             topic=topic, gibberish=bool(text) and self._gibberish(rest if named else text),
             notices=tuple(notices), secrets=masked.found,
-            other=self._other_service(norm) if named is None else None, other_topic=self._other_topic(spelled))
+            other=self._other_service(norm) if named is None else None, other_topic=self._other_topic(spelled),
+            keeps_us_number=bool(self.keep and self.us_number and self.keep.search(spelled)
+                                 and self.us_number.search(spelled)))
 
     def _other_topic(self, spelled: str) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,

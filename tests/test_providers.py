@@ -44,7 +44,7 @@ def real_finder():
     ("verizion prepaid balance", "verizon_prepaid"), ("cricekt bill", "cricket"), ("AT&T 预付", "att_prepaid"),
     ("ATT prepaid", "att_prepaid"), ("at & t prepaid", "att_prepaid"), ("薄荷卡续费", "mint_mobile"),
     ("蟋蟀交话费", "cricket"), ("谷歌語音", "google_voice"), ("visable autopay", "visible"),
-    ("h20 wireless", "h2o_wireless"),
+    ("h20 wireless", "h2o_wireless"), ("萊卡的餘額", "lycamobile"),
 ])
 def test_real_aliases(real_finder, question, provider):
     assert real_finder.find(question) == provider

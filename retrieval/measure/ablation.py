@@ -57,14 +57,17 @@ def _without_speller(a: Assistant) -> Assistant:
     return v
 
 
-def _without_other_services(a: Assistant) -> Assistant:
-    kb = dataclasses.replace(a.kb, other_services=())  # nothing the index holds depends on them
-    return Assistant(kb, a.index, a.embedder, a.ranker.config, a.decision, a.max_chars)
+def _without(**kb_changes) -> Callable[[Assistant], Assistant]:
+    """The shipped index with knowledge the index does not depend on left out (other_services.yaml's lists)."""
+    def make(a: Assistant) -> Assistant:
+        kb = dataclasses.replace(a.kb, **kb_changes)
+        return Assistant(kb, a.index, a.embedder, a.ranker.config, a.decision, a.max_chars)
+    return make
 
 
 VARIANTS = (
-    Variant("**as shipped**: product words, speller, topic models (vector and words), learned decline rule",
-            lambda a: a, False),
+    Variant("**as shipped**: product words, speller, other services and topics by name, keeping a US number, topic "
+            "models (vector and words), learned decline rule", lambda a: a, False),
     Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
     Variant("without the word topic model (the vector's topic model alone)",
             _with({"word_topic_weight": 0.0}), False),
@@ -79,8 +82,12 @@ VARIANTS = (
     Variant("without the speller (misspelt words read as typed)", _without_speller),
     Variant("without the topic examples (the topic models learn the phrasings alone)",
             _rebuilt({"topic_examples": ()})),
-    Variant("without the other services by name (中国移动, Netflix ... left to the models)", _without_other_services,
-            False),
+    Variant("without the other services by name (中国移动, Netflix ... left to the models)",
+            _without(other_services=()), False),
+    Variant("without the topics not ours by their words (APN, voicemail, SSN ... left to the models)",
+            _without(other_topics=()), False),
+    Variant("without keeping a US number as ours (keep_words: the rule judges \"keep my US number\" too)",
+            _without(keep_words=()), False),
 )
 
 

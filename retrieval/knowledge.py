@@ -197,7 +197,7 @@ class KnowledgeBase:
     other_services: tuple[OtherService, ...] = ()
     us_number_words: tuple[str, ...] = ()
     phone_words: tuple[str, ...] = ()
-    keep_words: tuple[str, ...] = ()  # with a US number's words: keeping it alive, what we are for, never declined
+    keep_words: tuple[str, ...] = ()  # with a US number's words: keeping it alive (or topping it up), never declined
     # topics that are not ours (other_services.yaml): a question with their words is declined, with or without
     # a provider of ours, unless it also has a word of money or of keeping a number (ours_words)
     other_topics: tuple[OtherTopic, ...] = ()

@@ -370,7 +370,8 @@ class OtherServicesFile(Schema):
     # words of a phone number or its bill ("话费", "my phone bill"): with one of them, an app named in passing
     # ("卡在 Netflix 上能用，充话费就被拒") decides nothing either; a carrier still does ("中国移动怎么交话费")
     phone_words: PerLanguage[Texts] | None = None
-    # words of keeping a number ("保号", "keep"): beside a US number's words, a question is ours, never declined
+    # words of keeping a number alive ("保号", "keep", "充值", "top up"): beside a US number's words, a question is
+    # ours, never declined
     keep_words: PerLanguage[Texts] | None = None
     # topics that are not ours, by their words ("APN", "语音信箱", "SSN"): a question that names one is declined
     # by the topic's name, even with a provider of ours named ("how to set up voicemail on h2o")...

@@ -1,10 +1,10 @@
 """Understanding: what a question says before anything is ranked.
 
 Secrets are masked, long input cut, the language and the provider found, provider names taken out and
-the vocabulary's variants made canonical (what is matched), and two things decided that need no model:
-whether the message is only "that provider's turn" of the previous question ("那 Mint 呢"), and
-whether it is typing by accident ("asdfgh"), which service that is not ours it names ("中国移动"), and which
-topic that is not ours ("APN", "语音信箱").
+the vocabulary's variants made canonical (what is matched), and what needs no model decided: whether the
+message is only "that provider's turn" of the previous question ("那 Mint 呢"), whether it is typing by
+accident ("asdfgh"), which service that is not ours it names ("中国移动"), which topic that is not ours
+("APN", "语音信箱"), and whether it speaks of keeping a US number alive ("回国后美国号码怎么保号"), which is ours.
 """
 
 from __future__ import annotations

@@ -103,6 +103,7 @@ def test_a_topic_that_is_not_ours_beside_a_word_of_ours_is_left_to_the_models(re
     ("国内手机号出国了怎么保号", False),  # the mirror image: a Chinese number
     ("keep my chinese phone number active while living in the us", False),  # "in the us" is no US number
     ("how do i top up my us number", True), ("帮我妈的美国手机号交话费", True),  # topping it up keeps it alive
+    ("網路上那種代儲值美國門號的網站安全嗎", True),  # 門號: Taiwan's word for a phone number
     ("有没有美国号码接码平台，付几块钱收一条验证码", False),  # paid for by the message: the models judge
 ])
 def test_keeping_a_us_number_is_found_by_its_words(reader, question, keeps):

@@ -82,7 +82,8 @@ def test_a_service_that_is_not_ours_counts_only_when_none_of_ours_is_named(reade
     ("how to set up voicemail on h2o", "语音信箱"), ("Mint APN 怎么设置", "APN 和上网设置"),
     ("hotspot not working on visible", "热点和共享网络"), ("如何在 tello 開啟 Wi-Fi 通話", "Wi-Fi 通话"),
     ("how do i block spam calls on my cricket phone", "骚扰电话和垃圾短信"), ("F1 学生怎么申请 SSN", "社安号（SSN）"),
-    ("how do i transfer my esim to a new iphone", "eSIM 的安装和转移"),
+    ("how do i transfer my esim to a new iphone", "eSIM 的安装和转移"), ("GV打电话对方听不到我的声音", "通话质量"),
+    ("客服电话总是打不通", None),  # a support line that never answers is ours
     ("apple", None), ("how do i top up", None),  # "apps" and "apn" are not the same word
 ])
 def test_a_topic_that_is_not_ours_is_found_by_its_words(reader, question, topic):

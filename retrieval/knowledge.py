@@ -86,6 +86,7 @@ class Provider:
     aliases: tuple[str, ...]
     support_url: str
     domains: tuple[str, ...] = ()  # the provider's own web domains: a source elsewhere is not its own word
+    kind: str = ""  # catalog kind: "carrier_prepaid", "mvno_prepaid", "business_phone", "virtual_number"...
 
     def short_name(self, lang: str) -> str:
         """The name without its explanation in brackets ("Tello（T-Mobile 网络的…）" → "Tello"), for use inside a
@@ -198,6 +199,7 @@ class KnowledgeBase:
     us_number_words: tuple[str, ...] = ()
     phone_words: tuple[str, ...] = ()
     keep_words: tuple[str, ...] = ()  # with a US number's words: keeping it alive (or topping it up), never declined
+    account_words: tuple[str, ...] = ()  # with a phone line of ours named: signing in to it, never declined
     # topics that are not ours (other_services.yaml): a question with their words is declined, with or without
     # a provider of ours, unless it also has a word of money or of keeping a number (ours_words)
     other_topics: tuple[OtherTopic, ...] = ()
@@ -444,7 +446,7 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors
 
     return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
             "us_number_words": both(f.us_number_words), "phone_words": both(f.phone_words),
-            "keep_words": both(f.keep_words),
+            "keep_words": both(f.keep_words), "account_words": both(f.account_words),
             "other_topics": tuple(OtherTopic(t.name, t.en, both(t.words)) for t in f.other_topics),
             "ours_words": both(f.ours_words)}
 
@@ -509,7 +511,8 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
     learned_off_topic = {lang: texts[len(written.get(lang, ())):] for lang, texts in off_topic.items()
                          if len(texts) > len(written.get(lang, ()))}
     providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.aliases,
-                                         f.provider.support_url, f.provider.domains) for f in files.values()}
+                                         f.provider.support_url, f.provider.domains, f.provider.kind)
+                 for f in files.values()}
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
                          topics=topics, messages=messages, off_topic=off_topic,
                          entries=tuple(_entry(e, f.provider.id, name, learned)

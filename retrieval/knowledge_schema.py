@@ -220,7 +220,8 @@ class EntrySchema(Schema):
 class ProviderSchema(Schema):
     id: Text
     name: PerLanguage[Text]
-    # kind and status describe the provider to whoever edits the catalog; the assistant reads neither.
+    # kind and status describe the provider to whoever edits the catalog; the assistant reads the kind only to
+    # know whose account is the phone line itself (account_words in other_services.yaml).
     kind: Literal[PROVIDER_KINDS]  # type: ignore[valid-type]
     status: Literal[PROVIDER_STATUSES]  # type: ignore[valid-type]
     aliases: tuple[Text, ...] = ()
@@ -373,6 +374,9 @@ class OtherServicesFile(Schema):
     # words of keeping a number alive ("保号", "keep", "充值", "top up"): beside a US number's words, a question is
     # ours, never declined
     keep_words: PerLanguage[Texts] | None = None
+    # words of signing in to an account or of one taken over ("登不上", "forgot my password", "hijacked"): with a
+    # phone line of ours named (a carrier or a business line), a question is ours, never declined
+    account_words: PerLanguage[Texts] | None = None
     # topics that are not ours, by their words ("APN", "语音信箱", "SSN"): a question that names one is declined
     # by the topic's name, even with a provider of ours named ("how to set up voicemail on h2o")...
     other_topics: tuple[OtherTopicSchema, ...] = ()

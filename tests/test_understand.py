@@ -111,6 +111,38 @@ def test_keeping_a_us_number_is_found_by_its_words(reader, question, keeps):
     assert reader.read(question).keeps_us_number is keeps
 
 
+@pytest.mark.parametrize(("question", "provider", "own"), [
+    ("cant login to tello, the code goes to my tello number", None, True),
+    ("tello 登陆不上 邮箱收不到验证码", None, True),
+    ("Tello 账号被盗了", None, True), ("someone did a sim swap on my tello line", None, True),
+    ("登不上怎么办", "tello", True),  # the provider chosen earlier is the line
+    ("登不上怎么办", None, False),  # whose account?
+    ("GV 登录收不到验证码", None, False),  # Google Voice's number receives other services' codes: the models judge
+    ("Tello 语音信箱登不上", None, False),  # voicemail is a topic not ours
+    ("how do i unlock my tello phone, it has been on the account for 8 months", None, False),  # "account" alone
+])
+def test_signing_in_to_a_line_of_ours_is_found_by_its_words(reader, question, provider, own):
+    u = reader.read(question, provider=provider)
+    assert u.own_account is own and u.ours is own
+
+
+def test_three_providers_named_are_compared_and_none_is_chosen():
+    r = reader_for(load_knowledge(ROOT / "knowledge"))
+    u = r.read("谷歌语音、Tello、US Mobile 哪个保号划算", provider="mint_mobile")
+    assert u.compared == ("google_voice", "tello", "us_mobile") and u.provider is None and u.named == "google_voice"
+    two = r.read("GV号码想转出到T-Mobile 要付钱吗")  # moving a number: the first one named
+    assert two.compared == () and two.provider == "google_voice"
+
+
+def test_no_question_we_decline_signs_in_to_a_line_of_ours_or_compares_providers():
+    # account_words and the comparison of several providers make a question ours: none of the questions we
+    # decline may read so.
+    kb = load_knowledge(ROOT / "knowledge")
+    r = reader_for(kb)
+    declined = [q for qs in kb.off_topic.values() for q in qs]
+    assert [q for q in declined if r.read(q).ours or r.read(q).compared] == []
+
+
 def test_no_phrasing_or_topic_example_of_ours_names_a_topic_that_is_not_ours():
     # The words of other_topics must never decline what the knowledge base itself says is ours.
     kb = load_knowledge(ROOT / "knowledge")

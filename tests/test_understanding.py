@@ -139,6 +139,34 @@ def test_topping_up_a_us_number_for_someone_is_never_declined(real_assistant):
 
 
 @pytest.mark.parametrize("question", [
+    "cant login to mint, the code goes to my mint number and im in china",  # declined before
+    "us mobile 登陆不上 邮箱收不到验证码 快到期了",  # declined before
+    "T-Mobile 预付官网登不上 忘记密码了 人在台湾",
+    "Tello 账号被盗了 对方改了密码",
+])
+def test_signing_in_to_a_carriers_account_is_never_declined(real_assistant, question):
+    # Near the questions we decline about other services' codes not arriving, but a carrier's own account.
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.ANSWER and real_assistant.kb.by_id[a.entry_id].topic in ("account", "account_security"), (
+        a.kind, a.entry_id)
+
+
+@pytest.mark.parametrize("question", [
+    "Cheapest way to keep a US number from China: Google Voice, Ultra or Tello?",  # got Google Voice's overview
+    "谷歌语音、Tello、US Mobile 哪个保号最划算",
+])
+def test_a_comparison_of_several_providers_is_answered_in_general(real_assistant, question):
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.ANSWER and real_assistant.kb.by_id[a.entry_id].provider == "general", (a.kind, a.entry_id)
+
+
+def test_several_providers_named_for_a_provider_bound_topic_answer_for_the_first(real_assistant):
+    a = real_assistant.ask("Leaving T-Mobile prepaid for Visible, they want my account number and transfer PIN. "
+                           "Mint was too expensive")
+    assert (a.kind, a.entry_id) == (Kind.ANSWER, "tmo-port-out")
+
+
+@pytest.mark.parametrize("question", [
     "keep my chinese phone number active while living in the us", "how do i top up my moms china mobile number",
 ])
 def test_the_mirror_images_are_still_declined(real_assistant, question):

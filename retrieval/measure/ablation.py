@@ -57,6 +57,12 @@ def _without_speller(a: Assistant) -> Assistant:
     return v
 
 
+def _without_comparing(a: Assistant) -> Assistant:
+    v = copy.copy(a)
+    v.reader = Reader(a.kb, a.vocabulary.counts, a.max_chars, compared=0)
+    return v
+
+
 def _without(**kb_changes) -> Callable[[Assistant], Assistant]:
     """The shipped index with knowledge the index does not depend on left out (other_services.yaml's lists)."""
     def make(a: Assistant) -> Assistant:
@@ -66,8 +72,9 @@ def _without(**kb_changes) -> Callable[[Assistant], Assistant]:
 
 
 VARIANTS = (
-    Variant("**as shipped**: product words, speller, other services and topics by name, keeping a US number, topic "
-            "models (vector and words), learned decline rule", lambda a: a, False),
+    Variant("**as shipped**: product words, speller, other services and topics by name, keeping a US number and "
+            "signing in to a line as ours, several providers compared, topic models (vector and words), learned "
+            "decline rule", lambda a: a, False),
     Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
     Variant("without the word topic model (the vector's topic model alone)",
             _with({"word_topic_weight": 0.0}), False),
@@ -88,6 +95,10 @@ VARIANTS = (
             _without(other_topics=()), False),
     Variant("without keeping a US number as ours (keep_words: the rule judges \"keep my US number\" too)",
             _without(keep_words=()), False),
+    Variant("without signing in to a line of ours as ours (account_words: the rule judges \"cant login to mint\" too)",
+            _without(account_words=()), False),
+    Variant("without comparing several providers (three named: the first one is the provider, as with two)",
+            _without_comparing, False),
 )
 
 

@@ -10,7 +10,7 @@ topic, else the general one, else ask which provider.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -114,8 +114,8 @@ class Assistant:
             words = c.words.probability(understood.matched)
         coverage = self.vocabulary.coverage(understood.spelled)
         signals = DeclineSignals(ranking.best_similarity, ranking.off_topic, coverage,
-                                 understood.provider is not None, scope, topic, words,
-                                 ours=understood.keeps_us_number)
+                                 understood.provider is not None or bool(understood.compared), scope, topic,
+                                 words, ours=understood.ours)
         return Reading(understood, ranking, topic_lp, signals)
 
     def ask(self, question: str, provider: str | None = None, language: str | None = None,
@@ -162,6 +162,11 @@ class Assistant:
         offers = self.offers(reading)
         if reading.signals.declines(self.decision):
             return self._decline(u.provider, offers, echo, near=reading.signals.near(self.decision))
+        if u.compared and offers and self.kb.topics[offers[0].topic].needs_provider:
+            # several providers named, and what is asked depends on the provider ("leaving T-Mobile for Visible,
+            # where is the transfer PIN"): the first one named, as with two
+            u = replace(u, provider=u.named)
+            offers = self.offers(replace(reading, understood=u))
         if u.provider is None:
             return self._without_provider(offers, echo)
         return self._with_provider(offers, u.provider, echo)

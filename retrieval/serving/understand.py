@@ -16,13 +16,20 @@ from dataclasses import dataclass
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.providers import ASCII_WORD, ProviderFinder
 from retrieval.serving.safety import mask_secrets
-from retrieval.serving.spelling import Speller, english_zipf
+from retrieval.serving.spelling import LATIN_WORD, Speller, english_zipf
 from retrieval.serving.terms import Terms, phrase_pattern
 from retrieval.serving.text import HAN, LATIN, language_of, normalise, words
 
 # How much is scanned for secrets before the question is cut: a card number that straddles the cut
 # is still seen whole, and a 4 MB paste costs no more than a few kilobytes.
 SCAN_FACTOR = 4
+# A question that names this many of our providers compares them ("谷歌语音、Tello、US Mobile 哪个保号划算"): it is
+# answered in general, not for the first one named. Two are usually one thing about two providers: moving a number
+# from one to the other, or "X vs Y", which the first one's own entry answers.
+COMPARED = 3
+# The kinds of provider whose account is the phone line's own (a carrier's, a business line's): signing in to it is
+# ours (account_words). Not Google Voice, whose number receives other services' codes, nor Skype.
+LINE_KINDS = ("carrier_prepaid", "mvno_prepaid", "business_phone")
 
 
 @dataclass(frozen=True)
@@ -43,23 +50,37 @@ class Understood:
     other: str | None = None  # a service that is not ours (other_services.yaml), named with no provider of ours
     other_topic: str | None = None  # a topic that is not ours (other_services.yaml), named with no word of ours
     keeps_us_number: bool = False  # speaks of keeping a US number alive ("美国号码怎么保号"): ours, never declined
+    # signing in to a phone line of ours, or its account taken over ("cant login to mint"): ours, never declined
+    own_account: bool = False
+    # every provider of ours named, in order, when the question names several ("GV、Tello、US Mobile 哪个划算")
+    compared: tuple[str, ...] = ()
+
+    @property
+    def ours(self) -> bool:
+        """The question says by its words that it is ours, whatever the decline signals."""
+        return self.keeps_us_number or self.own_account
 
 
 class Reader:
     """Turns a raw question into an `Understood`; built once per knowledge base, read-only after."""
 
-    def __init__(self, kb: KnowledgeBase, word_counts: Counter[str], max_chars: int = 500, spelling: bool = True):
+    def __init__(self, kb: KnowledgeBase, word_counts: Counter[str], max_chars: int = 500, spelling: bool = True,
+                 compared: int = COMPARED):
         """`word_counts`: every word the knowledge base's entries use, with how often (ranking.Vocabulary);
-        `spelling`: read misspelt English words as the knowledge base's (False: as typed)."""
+        `spelling`: read misspelt English words as the knowledge base's (False: as typed); `compared`: how many
+        providers named make a comparison (0: never, the first one named is always the provider)."""
         if max_chars < 1:
             raise ValueError(f"max_chars must be at least 1, got {max_chars}")
-        self.kb, self.max_chars = kb, max_chars
+        self.kb, self.max_chars, self.compared = kb, max_chars, compared
         self.finder = ProviderFinder(kb)
         self.terms = Terms(kb.vocabulary, kb.product_words)
         self.known_words = set(word_counts)
         self.follow_up_words = {normalise(w) for ws in kb.conversation.follow_up_words.values() for w in ws}
         self.known_zipf = kb.conversation.known_word_zipf
-        self.speller = Speller(word_counts + self._other_words(kb), self.follow_up_words,
+        # every piece of a provider's name stays as typed: "myAT&T" is read as "myat" and "t", and "myat" is no
+        # misspelt word of ours
+        names = {w for p in kb.providers.values() for a in p.aliases for w in LATIN_WORD.findall(normalise(a))}
+        self.speller = Speller(word_counts + self._other_words(kb), self.follow_up_words | names,
                                self.known_zipf) if spelling else None
         self.others = ProviderFinder(kb, {s.name: (s.name, *s.aliases, *([s.en] if s.en else []))
                                           for s in kb.other_services}) if kb.other_services else None
@@ -70,6 +91,8 @@ class Reader:
         self.other_topics = phrase_pattern(self.topic_of)
         self.ours = phrase_pattern({normalise(w) for w in kb.ours_words})
         self.keep = phrase_pattern({normalise(w) for w in kb.keep_words})
+        self.account = phrase_pattern({normalise(w) for w in kb.account_words})
+        self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -99,17 +122,29 @@ class Reader:
         spelled = self.speller.correct(norm) if self.speller else norm
         mentions = self.finder.find_all(spelled)
         named = mentions[0].provider if mentions else None
+        several = tuple(dict.fromkeys(m.provider for m in sorted(mentions, key=lambda m: m.start)))
+        compared = several if self.compared and len(several) >= self.compared else ()
+        provider = None if compared else named or carried
         rest = self.finder.strip(spelled, keep_names_if_empty=False, matches=mentions)
         topic = topic if isinstance(topic, str) and topic in self.kb.topics else None
+        other_topic = self._other_topic(spelled)
         return Understood(
-            text=text, language=lang, provider=named or carried, named=named, spelled=spelled,
+            text=text, language=lang, provider=provider, named=named, spelled=spelled,
             matched=self.terms.apply(rest or spelled),
             follow_up=named is not None and self._only_follow_up_words(rest),
             topic=topic, gibberish=bool(text) and self._gibberish(rest if named else text),
             notices=tuple(notices), secrets=masked.found,
-            other=self._other_service(norm) if named is None else None, other_topic=self._other_topic(spelled),
+            other=self._other_service(norm) if named is None else None, other_topic=other_topic,
             keeps_us_number=bool(self.keep and self.us_number and self.keep.search(spelled)
-                                 and self.us_number.search(spelled)))
+                                 and self.us_number.search(spelled)),
+            own_account=self._own_account(provider, spelled), compared=compared)
+
+    def _own_account(self, provider: str | None, spelled: str) -> bool:
+        """Whether the question signs in to a phone line of ours, or says its account was taken over ("cant login
+        to mint", "us mobile 登陆不上"): a carrier or business line named or chosen, a word of the account, and no
+        topic that is not ours ("Cricket 语音信箱登不上" is about voicemail)."""
+        return bool(provider in self.lines and self.account and self.account.search(spelled)
+                    and not (self.other_topics and self.other_topics.search(spelled)))
 
     def _other_topic(self, spelled: str) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,

@@ -56,3 +56,29 @@ def test_real_aliases(real_finder, question, provider):
 ])
 def test_ordinary_words_are_not_providers(real_finder, question):
     assert real_finder.find(question) is None
+
+
+@pytest.mark.parametrize("question, name, provider", [
+    # A name's words stand side by side: "lycamobile" and "23" with a sentence between are no "lycamobile us"
+    ("lycamobile怎么关自动续费 已经回国两个月了，每个月还是自动扣我$23，app里找不到关的地方", "lycamobile",
+     "lycamobile"),
+    ("Ultra 的 PayGo 方案儲值後餘額多久會過期", "ultra", "ultra_mobile"),
+    ("谷歌语音充值问题找谁？google 客服电话打过去说不管 voice", "谷歌语音", "google_voice"),
+])
+def test_a_name_never_spans_other_words(real_finder, question, name, provider):
+    from retrieval.serving.text import normalise
+
+    norm = normalise(question)
+    spans = {norm[m.start:m.end] for m in real_finder.find_all(question)}
+    assert spans == {name} and real_finder.find(question) == provider
+    # what is left still holds the question
+    assert "自动续费" in real_finder.strip(question) or "余额" in real_finder.strip(question) \
+        or "充值问题" in real_finder.strip(question)
+
+
+@pytest.mark.parametrize("question, provider", [
+    ("t-mobile prepaid refill", "t_mobile_prepaid"), ("google voice 充值", "google_voice"),
+    ("at and t prepaid", "att_prepaid"), ("Lycamobile US top up", "lycamobile"),
+])
+def test_a_name_of_several_words_is_still_found(real_finder, question, provider):
+    assert real_finder.find(question) == provider

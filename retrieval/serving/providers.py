@@ -15,6 +15,9 @@ from retrieval.serving.text import AMPERSAND, HAN, normalise
 # An ASCII word; "at&t" and "at & t" are one word.
 ASCII_WORD = re.compile(r"[a-z0-9]+(?:\s*&\s*[a-z0-9]+)*")
 MAX_WINDOW = 4  # "at and t" is the longest alias in words
+# What may stand between two words of one name: spaces and the marks people put inside names ("t-mobile",
+# "u.s. mobile"), never another word or a Chinese character ("lycamobile怎么关自动续费…扣我$23" is no "lycamobile us").
+NAME_GAP = re.compile(r"[\s\-_./·']*")
 
 
 def compact(text: str) -> str:
@@ -91,6 +94,8 @@ class ProviderFinder:
         found = []
         for i in range(len(words)):
             for j in range(i + 1, min(i + MAX_WINDOW, len(words)) + 1):
+                if j - i > 1 and not NAME_GAP.fullmatch(norm, words[j - 2][2], words[j - 1][1]):
+                    break  # the next word is not part of the same name, nor any after it
                 typed = tuple(w for w, _, _ in words[i:j])
                 window = "".join(typed)
                 start, end = words[i][1], words[j - 1][2]

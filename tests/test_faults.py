@@ -94,6 +94,11 @@ def first(tmp_path_factory) -> FirstIndex:
 
 
 # -- a build killed part-way --------------------------------------------------------------------
+# How long a background build may take to reach the moment it is killed at: it embeds and fits the whole
+# knowledge base, which took just over 60 s once on two busy cores (CI, 3 December 2026). A safety net only:
+# a build that ends early or hangs still fails the test.
+BUILD_WAIT = 300
+
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_a_build_killed_part_way_leaves_a_whole_index_to_serve(first, tmp_path, moment):
     kb_dir, index_dir = tmp_path / "knowledge", tmp_path / "index"
@@ -102,7 +107,7 @@ def test_a_build_killed_part_way_leaves_a_whole_index_to_serve(first, tmp_path, 
     marker, log = tmp_path / "stopped", tmp_path / "build.log"
     proc = run_build(kb_dir, index_dir, moment, marker, log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + BUILD_WAIT
         while not marker.exists():
             assert proc.poll() is None, f"the build ended before {MOMENTS[moment]}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"the build never reached {MOMENTS[moment]}:\n{log.read_text()}"

@@ -200,6 +200,7 @@ class KnowledgeBase:
     phone_words: tuple[str, ...] = ()
     keep_words: tuple[str, ...] = ()  # with a US number's words: keeping it alive (or topping it up), never declined
     account_words: tuple[str, ...] = ()  # with a phone line of ours named: signing in to it, never declined
+    refused_words: tuple[str, ...] = ()  # with a phone line of ours named: paying it failed, never declined
     # topics that are not ours (other_services.yaml): a question with their words is declined, with or without
     # a provider of ours, unless it also has a word of money or of keeping a number (ours_words)
     other_topics: tuple[OtherTopic, ...] = ()
@@ -447,6 +448,7 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors
     return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
             "us_number_words": both(f.us_number_words), "phone_words": both(f.phone_words),
             "keep_words": both(f.keep_words), "account_words": both(f.account_words),
+            "refused_words": both(f.refused_words),
             "other_topics": tuple(OtherTopic(t.name, t.en, both(t.words)) for t in f.other_topics),
             "ours_words": both(f.ours_words)}
 

@@ -377,6 +377,9 @@ class OtherServicesFile(Schema):
     # words of signing in to an account or of one taken over ("登不上", "forgot my password", "hijacked"): with a
     # phone line of ours named (a carrier or a business line), a question is ours, never declined
     account_words: PerLanguage[Texts] | None = None
+    # words of a payment refused ("被拒", "declined", "支付失败"): with a phone line of ours named, the line's own
+    # payment failed, a question that is ours, never declined
+    refused_words: PerLanguage[Texts] | None = None
     # topics that are not ours, by their words ("APN", "语音信箱", "SSN"): a question that names one is declined
     # by the topic's name, even with a provider of ours named ("how to set up voicemail on h2o")...
     other_topics: tuple[OtherTopicSchema, ...] = ()

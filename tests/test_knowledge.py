@@ -384,12 +384,13 @@ def test_other_topics_and_ours_words_are_read_in_both_languages(kb_dir):
          "other_topics": [{"name": "语音信箱", "en": "voicemail", "words": {"zh": ["语音信箱"], "en": ["voicemail"]}}],
          "ours_words": {"zh": ["充值"], "en": ["top up"]},
          "keep_words": {"zh": ["保号"], "en": ["keep"]},
-         "account_words": {"zh": ["登不上"], "en": ["log in"]}}, allow_unicode=True), encoding="utf-8")
+         "account_words": {"zh": ["登不上"], "en": ["log in"]},
+         "refused_words": {"zh": ["被拒"], "en": ["declined"]}}, allow_unicode=True), encoding="utf-8")
     kb = load_knowledge(kb_dir)
     assert [(t.named("zh"), t.named("en"), t.words) for t in kb.other_topics] == [
         ("语音信箱", "voicemail", ("语音信箱", "voicemail"))]
-    assert (kb.ours_words, kb.keep_words, kb.account_words) == (("充值", "top up"), ("保号", "keep"),
-                                                                 ("登不上", "log in"))
+    assert (kb.ours_words, kb.keep_words, kb.account_words, kb.refused_words) == (
+        ("充值", "top up"), ("保号", "keep"), ("登不上", "log in"), ("被拒", "declined"))
     assert kb.providers["tello"].kind == "mvno_prepaid"  # whose account is the line's own (account_words)
 
 

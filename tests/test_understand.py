@@ -129,6 +129,21 @@ def test_signing_in_to_a_line_of_ours_is_found_by_its_words(reader, question, pr
     assert u.own_account is own and u.ours is own
 
 
+@pytest.mark.parametrize(("question", "provider", "refused"), [
+    ("Tello keeps saying my card was declined, it's a UnionPay card", None, True),
+    ("Tello 刷卡失败 用的是招商银行的visa", None, True),
+    ("Tello 網上付款一直被拒", None, True),  # Traditional, read as Simplified
+    ("付不了怎么办", "tello", True),  # the provider chosen earlier is the line
+    ("付不了怎么办", None, False),  # whose payment?
+    ("用GV号注册券商被拒了", None, False),  # Google Voice's number is refused by other services at sign-up
+    ("Tello voicemail declined my call", None, False),  # a topic not ours
+    ("Tello rejected my port request", None, False),  # "rejected" alone is no payment
+])
+def test_paying_a_line_of_ours_refused_is_found_by_its_words(reader, question, provider, refused):
+    u = reader.read(question, provider=provider)
+    assert u.own_payment_refused is refused and u.ours is refused
+
+
 def test_three_providers_named_are_compared_and_none_is_chosen():
     r = reader_for(load_knowledge(ROOT / "knowledge"))
     u = r.read("谷歌语音、Tello、US Mobile 哪个保号划算", provider="mint_mobile")
@@ -138,8 +153,8 @@ def test_three_providers_named_are_compared_and_none_is_chosen():
 
 
 def test_no_question_we_decline_signs_in_to_a_line_of_ours_or_compares_providers():
-    # account_words and the comparison of several providers make a question ours: none of the questions we
-    # decline may read so.
+    # account_words, refused_words and the comparison of several providers make a question ours: none of the
+    # questions we decline may read so.
     kb = load_knowledge(ROOT / "knowledge")
     r = reader_for(kb)
     declined = [q for qs in kb.off_topic.values() for q in qs]

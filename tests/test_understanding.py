@@ -44,6 +44,19 @@ def test_who_may_change_ringcentrals_card_gets_the_roles(real_assistant):
     assert a.kind is Kind.ANSWER and "Billing Admin" in a.markdown
 
 
+@pytest.mark.parametrize(("question", "provider"), [
+    ("US Mobile declines my Wise card, the billing address is a friend's in Boston", "us_mobile"),
+    ("AT&T 預付卡人在香港，網上付款被拒三次，滙豐的卡", "att_prepaid"),
+    ("h2o 付不了 一直提示 payment failed", "h2o_wireless"),
+])
+def test_a_line_of_ours_refusing_a_card_is_answered(real_assistant, question, provider):
+    """A carrier named and its payment refused is ours whatever the decline rule says (refused_words)."""
+    a = real_assistant.ask(question)
+    entry = real_assistant.kb.by_id[a.entry_id]
+    assert a.kind is Kind.ANSWER and entry.provider in (provider, "general")
+    assert entry.topic in ("payment_failed", "currency", "payment_methods"), (a.entry_id, entry.topic)
+
+
 @pytest.mark.parametrize("question", [
     "My GV number doesn't receive the WhatsApp verification code",
     "APN settings won't save on my phone",

@@ -97,6 +97,8 @@ VARIANTS = (
             _without(keep_words=()), False),
     Variant("without signing in to a line of ours as ours (account_words: the rule judges \"cant login to mint\" too)",
             _without(account_words=()), False),
+    Variant("without a line of ours refusing a card as ours (refused_words: the rule judges \"US Mobile declines my "
+            "card\" too)", _without(refused_words=()), False),
     Variant("without comparing several providers (three named: the first one is the provider, as with two)",
             _without_comparing, False),
 )

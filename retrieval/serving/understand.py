@@ -52,13 +52,15 @@ class Understood:
     keeps_us_number: bool = False  # speaks of keeping a US number alive ("美国号码怎么保号"): ours, never declined
     # signing in to a phone line of ours, or its account taken over ("cant login to mint"): ours, never declined
     own_account: bool = False
+    # paying a phone line of ours was refused ("US Mobile declines my Wise card"): ours, never declined
+    own_payment_refused: bool = False
     # every provider of ours named, in order, when the question names several ("GV、Tello、US Mobile 哪个划算")
     compared: tuple[str, ...] = ()
 
     @property
     def ours(self) -> bool:
         """The question says by its words that it is ours, whatever the decline signals."""
-        return self.keeps_us_number or self.own_account
+        return self.keeps_us_number or self.own_account or self.own_payment_refused
 
 
 class Reader:
@@ -92,6 +94,7 @@ class Reader:
         self.ours = phrase_pattern({normalise(w) for w in kb.ours_words})
         self.keep = phrase_pattern({normalise(w) for w in kb.keep_words})
         self.account = phrase_pattern({normalise(w) for w in kb.account_words})
+        self.refused = phrase_pattern({normalise(w) for w in kb.refused_words})
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
 
     @staticmethod
@@ -137,13 +140,15 @@ class Reader:
             other=self._other_service(norm) if named is None else None, other_topic=other_topic,
             keeps_us_number=bool(self.keep and self.us_number and self.keep.search(spelled)
                                  and self.us_number.search(spelled)),
-            own_account=self._own_account(provider, spelled), compared=compared)
+            own_account=self._own_line(provider, spelled, self.account),
+            own_payment_refused=self._own_line(provider, spelled, self.refused), compared=compared)
 
-    def _own_account(self, provider: str | None, spelled: str) -> bool:
-        """Whether the question signs in to a phone line of ours, or says its account was taken over ("cant login
-        to mint", "us mobile 登陆不上"): a carrier or business line named or chosen, a word of the account, and no
-        topic that is not ours ("Cricket 语音信箱登不上" is about voicemail)."""
-        return bool(provider in self.lines and self.account and self.account.search(spelled)
+    def _own_line(self, provider: str | None, spelled: str, pattern: re.Pattern | None) -> bool:
+        """Whether the question speaks of a phone line of ours with `pattern`'s words: signing in to it or its
+        account taken over ("cant login to mint", "us mobile 登陆不上"; account_words), or paying it refused
+        ("US Mobile declines my Wise card"; refused_words). A carrier or business line named or chosen, one of
+        the words, and no topic that is not ours ("Cricket 语音信箱登不上" is about voicemail)."""
+        return bool(provider in self.lines and pattern and pattern.search(spelled)
                     and not (self.other_topics and self.other_topics.search(spelled)))
 
     def _other_topic(self, spelled: str) -> str | None:

@@ -189,6 +189,8 @@ class KnowledgeBase:
     conversation: Conversation = field(default_factory=Conversation)
     vocabulary: tuple[TermGroup, ...] = ()
     product_words: tuple[str, ...] = ()  # "E卡", "US SIM card": taken out of a question like a provider's name
+    # per language, actions a question may be alone ("充话费", "refill"): it then asks how to do them
+    bare_actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     learned_files: tuple[str, ...] = ()  # knowledge/learned/ files read (their phrasings are in the entries)
     learned_off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of off_topic, those learned
     # (question, provider, topic) as other people write them: only the topic model learns them (topic_examples.yaml)
@@ -399,16 +401,18 @@ def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> 
     return Conversation(intents, words, f.known_word_zipf, f.provider_order, context)
 
 
-def _vocabulary(docs: dict[str, Any], errors: list[str]) -> tuple[tuple[TermGroup, ...], tuple[str, ...]]:
+def _vocabulary(docs: dict[str, Any], errors: list[str]
+                ) -> tuple[tuple[TermGroup, ...], tuple[str, ...], dict[str, tuple[str, ...]]]:
     if VOCABULARY_FILE not in docs:
-        return (), ()
+        return (), (), {}
     f = validate(VOCABULARY_FILE, docs[VOCABULARY_FILE], VocabularyFile, {}, errors)
     if f is None:
-        return (), ()
+        return (), (), {}
     groups = tuple(TermGroup(g.id, g.canonical.model_dump(), {lang: getattr(g.variants, lang) for lang in LANGUAGES})
                    for g in f.vocabulary)
     products = tuple(w for lang in LANGUAGES for w in getattr(f.product_words, lang)) if f.product_words else ()
-    return groups, products
+    actions = {lang: getattr(f.bare_actions, lang) for lang in LANGUAGES} if f.bare_actions else {}
+    return groups, products, actions
 
 
 def _topic_examples(docs: dict[str, Any], known: list[str], topics: dict[str, Topic],
@@ -485,7 +489,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         oos = validate(OUT_OF_SCOPE_FILE, docs[OUT_OF_SCOPE_FILE], OutOfScopeFile, {}, errors)
         off_topic = oos.out_of_scope.model_dump() if oos else {}
     conversation = _conversation(docs, known, errors)
-    vocabulary, product_words = _vocabulary(docs, errors)
+    vocabulary, product_words, bare_actions = _vocabulary(docs, errors)
     topic_examples = _topic_examples(docs, known, topics, errors)
     files: dict[str, ProviderFile] = {}
     provider_files = [name for name in loaded if name not in SPECIAL_FILES]
@@ -521,6 +525,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
                                        for name, f in files.items() for e in f.entries),
                          name_suffixes=catalog.name_suffixes, required=dict(catalog.required_topics),
                          conversation=conversation, vocabulary=vocabulary, product_words=product_words,
+                         bare_actions=bare_actions,
                          provider_ids=tuple(known),
                          # the assistant's own sentences are not indexed: editing them rebuilds nothing
                          learned_files=learned.files, learned_off_topic=learned_off_topic,

@@ -397,6 +397,8 @@ class TermGroupSchema(Schema):
 class VocabularyFile(Schema):
     vocabulary: tuple[TermGroupSchema, ...]
     product_words: PerLanguage[tuple[Text, ...]] | None = None
+    # a question that is nothing but one of these ("Tello 充话费", "mint refill") asks how to do it
+    bare_actions: PerLanguage[tuple[Text, ...]] | None = None
 
     @check("vocabulary")
     @classmethod

@@ -218,12 +218,34 @@ def test_gibberish(reader, question, gibberish):
 @pytest.mark.parametrize(("question", "matched"), [
     ("E卡怎么充值", "怎么充值"),                 # product words are taken out like a provider's name
     ("美国手机卡怎么充值", "怎么充值"),
-    ("us sim card top up", "top up"),
+    ("us sim card top up", "how to top up"),  # product words out, then a bare action asks how to do it
     ("美国E卡", "美国e卡"),                      # nothing else asked: kept, so something is matched
     ("GV怎么充值", "怎么充值"),
 ])
 def test_what_is_matched(reader, question, matched):
     assert reader.read(question).matched == matched
+
+
+@pytest.mark.parametrize(("question", "matched"), [
+    ("Tello 充话费", "怎么充话费"),          # nothing but an action: it asks how to do it
+    ("充话费。", "怎么充话费"),              # punctuation aside
+    ("美国E卡 付话费", "怎么付话费"),         # product words out first
+    ("tello top-up!", "how to top up"),
+    ("GV refill", "how to refill"),
+    ("充话费安全吗", "充话费安全吗"),          # more than the action: asked as written
+    ("Tello 话费", "话费"),                  # not an action: the balance or the price, maybe
+    ("how do i refill tello", "how do i refill"),
+])
+def test_a_bare_action_is_read_as_how_to_do_it(reader, question, matched):
+    assert reader.read(question).matched == matched
+
+
+def test_a_bare_action_needs_the_list(kb_dir):
+    path = kb_dir / "vocabulary.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    del doc["bare_actions"]
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    assert reader_for(load_knowledge(kb_dir)).read("Tello 充话费").matched == "充话费"
 
 
 def test_a_variant_of_a_synonym_group_is_matched_as_its_canonical_word(kb_dir):
@@ -234,7 +256,8 @@ def test_a_variant_of_a_synonym_group_is_matched_as_its_canonical_word(kb_dir):
                           "variants": {"zh": ["交话费"], "en": ["refill"]}}]
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     reader = reader_for(load_knowledge(kb_dir))
-    assert reader.read("gv 交话费").matched == "充值"  # the provider's name out, the variant canonical
+    # the provider's name out, the variant canonical, and then a bare action
+    assert reader.read("gv 交话费").matched == "怎么充值"
     assert reader.read("how do i refill tello").matched == "how do i top up"
 
 

@@ -14,7 +14,9 @@ CARRIERS = {
     "ultra_mobile": "Ultra", "tello": "Tello", "lycamobile": "Lycamobile", "h2o_wireless": "h2o",
     "att_prepaid": "AT&T prepaid", "verizon_prepaid": "Verizon", "cricket": "Cricket", "visible": "Visible",
 }
-FORMS = ("{} 怎么交话费", "{} 怎么充话费", "{} 话费怎么充", "how do I pay my {} bill")
+FORMS = ("{} 怎么交话费", "{} 怎么充话费", "{} 话费怎么充", "how do I pay my {} bill",
+         # the bare forms: the embedding alone reads them as amounts or safety (vocabulary.yaml, bare_actions)
+         "{} 充话费", "{} 付话费", "{} 冲话费", "{} 交话费", "{} refill")
 
 
 @pytest.mark.parametrize("form", FORMS)

@@ -72,9 +72,9 @@ def _without(**kb_changes) -> Callable[[Assistant], Assistant]:
 
 
 VARIANTS = (
-    Variant("**as shipped**: product words, speller, other services and topics by name, keeping a US number and "
-            "signing in to a line as ours, several providers compared, topic models (vector and words), learned "
-            "decline rule", lambda a: a, False),
+    Variant("**as shipped**: product words, speller, other services and topics by name, keeping a US number, "
+            "signing in to a line and a line refusing a card as ours, several providers compared, a bare action read "
+            "as how-to, topic models (vector and words), learned decline rule", lambda a: a, False),
     Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
     Variant("without the word topic model (the vector's topic model alone)",
             _with({"word_topic_weight": 0.0}), False),
@@ -101,6 +101,8 @@ VARIANTS = (
             "card\" too)", _without(refused_words=()), False),
     Variant("without comparing several providers (three named: the first one is the provider, as with two)",
             _without_comparing, False),
+    Variant("without a bare action read as how-to (bare_actions: \"Tello 充话费\" read as typed, as amounts)",
+            _without(bare_actions={}), False),
 )
 
 

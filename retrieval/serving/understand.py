@@ -30,6 +30,10 @@ COMPARED = 3
 # The kinds of provider whose account is the phone line's own (a carrier's, a business line's): signing in to it is
 # ours (account_words). Not Google Voice, whose number receives other services' codes, nor Skype.
 LINE_KINDS = ("carrier_prepaid", "mvno_prepaid", "business_phone")
+# What a bare action is read as asking ("充话费" as "怎么充话费", "refill" as "how to refill"): the embedding reads
+# the three characters 充话费 alone as "how much to top up", the question word tells it what is asked.
+HOW_TO = {"zh": "怎么", "en": "how to "}
+PUNCTUATION = re.compile(r"[^\w]+")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class Reader:
         self.account = phrase_pattern({normalise(w) for w in kb.account_words})
         self.refused = phrase_pattern({normalise(w) for w in kb.refused_words})
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
+        self.bare_actions = {" ".join(PUNCTUATION.sub(" ", normalise(w)).split()): lang
+                             for lang, ws in kb.bare_actions.items() for w in ws}
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -133,7 +139,7 @@ class Reader:
         other_topic = self._other_topic(spelled)
         return Understood(
             text=text, language=lang, provider=provider, named=named, spelled=spelled,
-            matched=self.terms.apply(rest or spelled),
+            matched=self._how_to(self.terms.apply(rest or spelled)),
             follow_up=named is not None and self._only_follow_up_words(rest),
             topic=topic, gibberish=bool(text) and self._gibberish(rest if named else text),
             notices=tuple(notices), secrets=masked.found,
@@ -142,6 +148,14 @@ class Reader:
                                  and self.us_number.search(spelled)),
             own_account=self._own_line(provider, spelled, self.account),
             own_payment_refused=self._own_line(provider, spelled, self.refused), compared=compared)
+
+    def _how_to(self, matched: str) -> str:
+        """`matched` as a how-to question when it is nothing but an action of `bare_actions`
+        (knowledge/vocabulary.yaml), punctuation aside: "Tello 充话费" asks how to top up, as "Tello 怎么充话费"
+        does."""
+        bare = " ".join(PUNCTUATION.sub(" ", matched).split())
+        lang = self.bare_actions.get(bare)
+        return HOW_TO[lang] + bare if lang else matched
 
     def _own_line(self, provider: str | None, spelled: str, pattern: re.Pattern | None) -> bool:
         """Whether the question speaks of a phone line of ours with `pattern`'s words: signing in to it or its

@@ -36,6 +36,11 @@ HOW_TO = {"zh": "怎么", "en": "how to "}
 PUNCTUATION = re.compile(r"[^\w]+")
 
 
+def _bare(text: str) -> str:
+    """`text` with punctuation and repeated spaces gone: "top-up!" -> "top up"."""
+    return " ".join(PUNCTUATION.sub(" ", text).split())
+
+
 @dataclass(frozen=True)
 class Understood:
     """A question as the assistant reads it; everything after this looks only at these fields."""
@@ -100,8 +105,7 @@ class Reader:
         self.account = phrase_pattern({normalise(w) for w in kb.account_words})
         self.refused = phrase_pattern({normalise(w) for w in kb.refused_words})
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
-        self.bare_actions = {" ".join(PUNCTUATION.sub(" ", normalise(w)).split()): lang
-                             for lang, ws in kb.bare_actions.items() for w in ws}
+        self.bare_actions = {_bare(normalise(w)): lang for lang, ws in kb.bare_actions.items() for w in ws}
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -153,7 +157,7 @@ class Reader:
         """`matched` as a how-to question when it is nothing but an action of `bare_actions`
         (knowledge/vocabulary.yaml), punctuation aside: "Tello 充话费" asks how to top up, as "Tello 怎么充话费"
         does."""
-        bare = " ".join(PUNCTUATION.sub(" ", matched).split())
+        bare = _bare(matched)
         lang = self.bare_actions.get(bare)
         return HOW_TO[lang] + bare if lang else matched
 

@@ -189,8 +189,7 @@ class KnowledgeBase:
     conversation: Conversation = field(default_factory=Conversation)
     vocabulary: tuple[TermGroup, ...] = ()
     product_words: tuple[str, ...] = ()  # "E卡", "US SIM card": taken out of a question like a provider's name
-    # per language, actions a question may be alone ("充话费", "refill"): it then asks how to do them
-    bare_actions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    bare_actions: tuple[str, ...] = ()  # actions a question may be alone ("充话费", "refill"): it asks how to do them
     learned_files: tuple[str, ...] = ()  # knowledge/learned/ files read (their phrasings are in the entries)
     learned_off_topic: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of off_topic, those learned
     # (question, provider, topic) as other people write them: only the topic model learns them (topic_examples.yaml)
@@ -401,18 +400,21 @@ def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> 
     return Conversation(intents, words, f.known_word_zipf, f.provider_order, context)
 
 
+def _both(words) -> tuple[str, ...]:
+    """A per-language list of words as one tuple, Chinese first; () for none."""
+    return tuple(w for lang in LANGUAGES for w in getattr(words, lang)) if words else ()
+
+
 def _vocabulary(docs: dict[str, Any], errors: list[str]
-                ) -> tuple[tuple[TermGroup, ...], tuple[str, ...], dict[str, tuple[str, ...]]]:
+                ) -> tuple[tuple[TermGroup, ...], tuple[str, ...], tuple[str, ...]]:
     if VOCABULARY_FILE not in docs:
-        return (), (), {}
+        return (), (), ()
     f = validate(VOCABULARY_FILE, docs[VOCABULARY_FILE], VocabularyFile, {}, errors)
     if f is None:
-        return (), (), {}
+        return (), (), ()
     groups = tuple(TermGroup(g.id, g.canonical.model_dump(), {lang: getattr(g.variants, lang) for lang in LANGUAGES})
                    for g in f.vocabulary)
-    products = tuple(w for lang in LANGUAGES for w in getattr(f.product_words, lang)) if f.product_words else ()
-    actions = {lang: getattr(f.bare_actions, lang) for lang in LANGUAGES} if f.bare_actions else {}
-    return groups, products, actions
+    return groups, _both(f.product_words), _both(f.bare_actions)
 
 
 def _topic_examples(docs: dict[str, Any], known: list[str], topics: dict[str, Topic],
@@ -446,15 +448,12 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors
             elif seen.setdefault(key, s.name) != s.name:
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} is also {seen[key]!r}")
 
-    def both(words) -> tuple[str, ...]:
-        return tuple(w for lang in LANGUAGES for w in getattr(words, lang)) if words else ()
-
     return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
-            "us_number_words": both(f.us_number_words), "phone_words": both(f.phone_words),
-            "keep_words": both(f.keep_words), "account_words": both(f.account_words),
-            "refused_words": both(f.refused_words),
-            "other_topics": tuple(OtherTopic(t.name, t.en, both(t.words)) for t in f.other_topics),
-            "ours_words": both(f.ours_words)}
+            "us_number_words": _both(f.us_number_words), "phone_words": _both(f.phone_words),
+            "keep_words": _both(f.keep_words), "account_words": _both(f.account_words),
+            "refused_words": _both(f.refused_words),
+            "other_topics": tuple(OtherTopic(t.name, t.en, _both(t.words)) for t in f.other_topics),
+            "ours_words": _both(f.ours_words)}
 
 
 def digest_of(directory: Path) -> str:

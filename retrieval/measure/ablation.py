@@ -102,7 +102,7 @@ VARIANTS = (
     Variant("without comparing several providers (three named: the first one is the provider, as with two)",
             _without_comparing, False),
     Variant("without a bare action read as how-to (bare_actions: \"Tello 充话费\" read as typed, as amounts)",
-            _without(bare_actions={}), False),
+            _without(bare_actions=()), False),
 )
 
 

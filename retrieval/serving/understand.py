@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
-from retrieval.serving.providers import ASCII_WORD, ProviderFinder
+from retrieval.serving.providers import ASCII_WORD, ProviderFinder, compact
 from retrieval.serving.safety import mask_secrets
 from retrieval.serving.spelling import LATIN_WORD, Speller, english_zipf
 from retrieval.serving.terms import Terms, phrase_pattern
@@ -33,12 +33,6 @@ LINE_KINDS = ("carrier_prepaid", "mvno_prepaid", "business_phone")
 # What a bare action is read as asking ("充话费" as "怎么充话费", "refill" as "how to refill"): the embedding reads
 # the three characters 充话费 alone as "how much to top up", the question word tells it what is asked.
 HOW_TO = {"zh": "怎么", "en": "how to "}
-PUNCTUATION = re.compile(r"[^\w]+")
-
-
-def _bare(text: str) -> str:
-    """`text` with punctuation and repeated spaces gone: "top-up!" -> "top up"."""
-    return " ".join(PUNCTUATION.sub(" ", text).split())
 
 
 @dataclass(frozen=True)
@@ -105,7 +99,10 @@ class Reader:
         self.account = phrase_pattern({normalise(w) for w in kb.account_words})
         self.refused = phrase_pattern({normalise(w) for w in kb.refused_words})
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
-        self.bare_actions = {_bare(normalise(w)): lang for lang, ws in kb.bare_actions.items() for w in ws}
+        # each action by its letters alone ("top-up", "topup" and "top up" are one), read as the first form listed
+        self.bare_actions: dict[str, str] = {}
+        for action in kb.bare_actions:
+            self.bare_actions.setdefault(compact(action), normalise(action))
 
     @staticmethod
     def _other_words(kb: KnowledgeBase) -> Counter[str]:
@@ -157,9 +154,8 @@ class Reader:
         """`matched` as a how-to question when it is nothing but an action of `bare_actions`
         (knowledge/vocabulary.yaml), punctuation aside: "Tello 充话费" asks how to top up, as "Tello 怎么充话费"
         does."""
-        bare = _bare(matched)
-        lang = self.bare_actions.get(bare)
-        return HOW_TO[lang] + bare if lang else matched
+        action = self.bare_actions.get(compact(matched))
+        return HOW_TO[language_of(action)] + action if action else matched
 
     def _own_line(self, provider: str | None, spelled: str, pattern: re.Pattern | None) -> bool:
         """Whether the question speaks of a phone line of ours with `pattern`'s words: signing in to it or its

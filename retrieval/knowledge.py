@@ -159,6 +159,9 @@ class OtherTopic:
     name: str
     en: str
     words: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()  # only with one of these named or chosen (none: any provider, or none)
+    also: tuple[str, ...] = ()  # a word of these must appear too (none: a word of `words` is enough)
+    ours: tuple[str, ...] | None = None  # the words that leave it to the models (None: the file's ours_words)
 
     def named(self, language: str) -> str:
         return self.en if language == "en" else self.name
@@ -447,12 +450,16 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} names our provider {ours[key]!r}")
             elif seen.setdefault(key, s.name) != s.name:
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} is also {seen[key]!r}")
+    known = {pf.provider.id for pf in files.values()}
+    errors += [f"{OTHER_SERVICES_FILE}: other_topics: {t.name}: providers: unknown provider {p!r}"
+               for t in f.other_topics for p in t.providers if p not in known]
 
     return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
             "us_number_words": _both(f.us_number_words), "phone_words": _both(f.phone_words),
             "keep_words": _both(f.keep_words), "account_words": _both(f.account_words),
             "refused_words": _both(f.refused_words),
-            "other_topics": tuple(OtherTopic(t.name, t.en, _both(t.words)) for t in f.other_topics),
+            "other_topics": tuple(OtherTopic(t.name, t.en, _both(t.words), t.providers, _both(t.also),
+                                             _both(t.ours) if t.ours else None) for t in f.other_topics),
             "ours_words": _both(f.ours_words)}
 
 

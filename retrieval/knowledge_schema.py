@@ -357,6 +357,12 @@ class OtherTopicSchema(Schema):
     name: Text                     # as the decline names it ("APN 和上网设置")
     en: Text                       # in an English answer ("APN and mobile data settings")
     words: PerLanguage[Texts]      # the words that name it ("apn", "接入点")
+    # Optional, for a topic that a word alone does not name: only with one of these providers named or chosen...
+    providers: tuple[Text, ...] = ()
+    # ...only with one of these words too ("收不到" names it only beside "验证码")...
+    also: PerLanguage[Texts] | None = None
+    # ...and left to the models by these words instead of ours_words (which hold "验证码" and "注册" themselves)
+    ours: PerLanguage[Texts] | None = None
 
 
 class OtherServicesFile(Schema):

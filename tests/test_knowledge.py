@@ -394,6 +394,21 @@ def test_other_topics_and_ours_words_are_read_in_both_languages(kb_dir):
     assert kb.providers["tello"].kind == "mvno_prepaid"  # whose account is the line's own (account_words)
 
 
+def test_an_other_topic_may_need_a_provider_a_second_word_and_its_own_words_of_ours(kb_dir):
+    topic = {"name": "验证码", "en": "codes", "words": {"zh": ["收不到"], "en": ["never arrives"]},
+             "providers": ["google_voice"], "also": {"zh": ["验证码"], "en": ["code"]},
+             "ours": {"zh": ["充值"], "en": ["top up"]}}
+    (kb_dir / "other_services.yaml").write_text(yaml.safe_dump(
+        {"checked": dt.date(2026, 12, 3), "other_services": [{"name": "Netflix", "kind": "app"}],
+         "other_topics": [topic]}, allow_unicode=True), encoding="utf-8")
+    [t] = load_knowledge(kb_dir).other_topics
+    assert (t.providers, t.also, t.ours) == (("google_voice",), ("验证码", "code"), ("充值", "top up"))
+    (kb_dir / "other_services.yaml").write_text(yaml.safe_dump(
+        {"checked": dt.date(2026, 12, 3), "other_services": [{"name": "Netflix", "kind": "app"}],
+         "other_topics": [{**topic, "providers": ["nope"]}]}, allow_unicode=True), encoding="utf-8")
+    assert any("unknown provider 'nope'" in e for e in errors_for(kb_dir))
+
+
 def test_an_other_topic_needs_its_words(kb_dir):
     (kb_dir / "other_services.yaml").write_text(yaml.safe_dump(
         {"checked": dt.date(2026, 12, 2), "other_services": [{"name": "Netflix", "kind": "app"}],

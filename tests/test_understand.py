@@ -101,6 +101,25 @@ def test_a_topic_that_is_not_ours_beside_a_word_of_ours_is_left_to_the_models(re
     assert reader.read(question).other_topic is None
 
 
+CODES_ON_GV = "其他服务发到 GV 号码的验证码"
+
+
+@pytest.mark.parametrize(("question", "provider", "topic"), [
+    ("WeChat verification code never arrives on my google voice number", None, CODES_ON_GV),
+    ("用谷歌语音注册微信，一直收不到短信验证码", None, CODES_ON_GV),  # 验证码 and 注册 are ours_words: not here
+    ("GV 收不到 Chase 的 otp", None, CODES_ON_GV),
+    ("收不到 WhatsApp 的验证码", "google_voice", CODES_ON_GV),  # Google Voice chosen earlier
+    ("收不到 WhatsApp 的验证码", None, None),  # whose number?
+    ("Tello 收不到验证码", None, None),  # a carrier's own codes: only beside Google Voice
+    ("google voice not receiving calls", None, None),  # not arriving, but no code
+    ("GV 登录收不到验证码", None, None),  # signing in to Google Voice itself: the models judge
+    ("GV 充值了 验证码短信没收到 余额也没变", None, None),  # a top-up: ours
+])
+def test_a_topic_named_only_beside_its_provider_and_by_two_words(question, provider, topic):
+    # knowledge/other_services.yaml: a topic with `providers` and `also`, and its own words of ours
+    assert reader_for(load_knowledge(ROOT / "knowledge")).read(question, provider=provider).other_topic == topic
+
+
 @pytest.mark.parametrize(("question", "keeps"), [
     ("I am living in china now, which is cheapest way for keep my US number not be cancel?", True),
     ("回國以後美國手機號怎麼保號", True), ("how do i keep my us phone alive from abroad", True),
@@ -167,6 +186,8 @@ def test_no_phrasing_or_topic_example_of_ours_names_a_topic_that_is_not_ours():
     r = reader_for(kb)
     ours = [q for e in kb.entries for qs in e.questions.values() for q in qs] + [q for q, _, _ in kb.topic_examples]
     assert [q for q in ours if r.read(q).other_topic] == []
+    # nor with Google Voice chosen, beside which one more topic is not ours (other services' codes on its number)
+    assert [q for q in ours if r.read(q, provider="google_voice").other_topic] == []
 
 
 @pytest.mark.parametrize(("provider", "language", "topic"), [

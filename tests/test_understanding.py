@@ -119,6 +119,9 @@ def test_payment_methods_and_marketplaces_are_not_other_services(real_assistant,
     ("how to set up voicemail on h2o", "h2o_wireless", ("voicemail", "H2O")),  # answered with H2O's top-up before
     ("Mint APN 怎么设置", "mint_mobile", ("APN", "Mint")),
     ("my iphone screen cracked, where can i fix it", None, ("phone repairs",)),
+    # answered with Google Voice's account security before
+    ("WeChat verification code never arrives on my google voice number", "google_voice",
+     ("verification codes", "support.google.com/voice")),
 ])
 def test_a_topic_that_is_not_ours_is_declined_by_name_with_the_carriers_help_page(real_assistant, question, provider,
                                                                                   words):

@@ -92,9 +92,15 @@ class Reader:
         self.us_number = phrase_pattern({normalise(w) for w in kb.us_number_words})
         self.phone = phrase_pattern({normalise(w) for w in kb.phone_words})
         self.apps = {s.name for s in kb.other_services if s.kind == "app"}
-        self.topic_of = {normalise(w): t.name for t in kb.other_topics for w in t.words}
+        plain = [t for t in kb.other_topics if not (t.providers or t.also)]
+        self.topic_of = {normalise(w): t.name for t in plain for w in t.words}
         self.other_topics = phrase_pattern(self.topic_of)
         self.ours = phrase_pattern({normalise(w) for w in kb.ours_words})
+        # topics named only beside a provider or by two words together, each with its own words of ours
+        self.narrow_topics = [(t, phrase_pattern({normalise(w) for w in t.words}),
+                               phrase_pattern({normalise(w) for w in t.also}),
+                               self.ours if t.ours is None else phrase_pattern({normalise(w) for w in t.ours}))
+                              for t in kb.other_topics if t.providers or t.also]
         self.keep = phrase_pattern({normalise(w) for w in kb.keep_words})
         self.account = phrase_pattern({normalise(w) for w in kb.account_words})
         self.refused = phrase_pattern({normalise(w) for w in kb.refused_words})
@@ -137,7 +143,7 @@ class Reader:
         provider = None if compared else named or carried
         rest = self.finder.strip(spelled, keep_names_if_empty=False, matches=mentions)
         topic = topic if isinstance(topic, str) and topic in self.kb.topics else None
-        other_topic = self._other_topic(spelled)
+        other_topic = self._other_topic(spelled, provider)
         return Understood(
             text=text, language=lang, provider=provider, named=named, spelled=spelled,
             matched=self._how_to(self.terms.apply(rest or spelled)),
@@ -165,14 +171,20 @@ class Reader:
         return bool(provider in self.lines and pattern and pattern.search(spelled)
                     and not (self.other_topics and self.other_topics.search(spelled)))
 
-    def _other_topic(self, spelled: str) -> str | None:
+    def _other_topic(self, spelled: str, provider: str | None) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,
-        of the account or of keeping a number ("tello 漫游怎么收费" is the models' to judge). `spelled`: the
-        question normalised, misspellings read."""
+        of the account or of keeping a number ("tello 漫游怎么收费" is the models' to judge); then a topic named only
+        beside its provider and by two words together ("WeChat code never arrives on my google voice"), unless
+        it has one of that topic's own words of ours. `spelled`: the question normalised, misspellings read;
+        `provider`: the one named or chosen."""
         found = self.other_topics.search(spelled) if self.other_topics else None
-        if found is None or (self.ours and self.ours.search(spelled)):
-            return None
-        return self.topic_of[found.group()]
+        if found is not None and not (self.ours and self.ours.search(spelled)):
+            return self.topic_of[found.group()]
+        for topic, named_by, also, ours in self.narrow_topics:
+            if ((not topic.providers or provider in topic.providers) and named_by and named_by.search(spelled)
+                    and (also is None or also.search(spelled)) and not (ours and ours.search(spelled))):
+                return topic.name
+        return None
 
     def _other_service(self, norm: str) -> str | None:
         """The service that is not ours the question names, unless it also speaks of a US number ("回国用中国移动，

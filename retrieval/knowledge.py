@@ -163,6 +163,11 @@ class OtherTopic:
     also: tuple[str, ...] = ()  # a word of these must appear too (none: a word of `words` is enough)
     ours: tuple[str, ...] | None = None  # the words that leave it to the models (None: the file's ours_words)
 
+    @property
+    def narrow(self) -> bool:
+        """Named only beside a provider, by two words together, or left to the models by its own words."""
+        return bool(self.providers or self.also or self.ours is not None)
+
     def named(self, language: str) -> str:
         return self.en if language == "en" else self.name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from pathlib import Path
 
@@ -102,6 +103,17 @@ def test_a_topic_that_is_not_ours_beside_a_word_of_ours_is_left_to_the_models(re
 
 
 CODES_ON_GV = "其他服务发到 GV 号码的验证码"
+
+
+def test_a_topic_with_its_own_words_of_ours_is_left_to_the_models_by_those_alone(kb_dir):
+    (kb_dir / "other_services.yaml").write_text(yaml.safe_dump(
+        {"checked": dt.date(2026, 12, 3), "other_services": [{"name": "Netflix", "kind": "app"}],
+         "other_topics": [{"name": "API", "en": "APIs", "words": {"zh": ["api"], "en": ["api"]},
+                           "ours": {"zh": ["话费"], "en": ["phone bill"]}}],
+         "ours_words": {"zh": ["充值"], "en": ["top up"]}}, allow_unicode=True), encoding="utf-8")
+    r = reader_for(load_knowledge(kb_dir))
+    assert r.read("api 怎么充值").other_topic == "API"  # 充值 is one of ours_words, not one of the topic's own
+    assert r.read("api 能交话费吗").other_topic is None
 
 
 @pytest.mark.parametrize(("question", "provider", "topic"), [

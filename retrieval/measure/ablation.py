@@ -74,7 +74,7 @@ def _without(**kb_changes) -> Callable[[Assistant], Assistant]:
 def _without_narrow_topics(a: Assistant) -> Assistant:
     """The topics not ours that a word alone does not name (other services' codes on a Google Voice number) left
     to the models; the other topics kept."""
-    return _without(other_topics=tuple(t for t in a.kb.other_topics if not (t.providers or t.also)))(a)
+    return _without(other_topics=tuple(t for t in a.kb.other_topics if not t.narrow))(a)
 
 
 VARIANTS = (

@@ -92,15 +92,15 @@ class Reader:
         self.us_number = phrase_pattern({normalise(w) for w in kb.us_number_words})
         self.phone = phrase_pattern({normalise(w) for w in kb.phone_words})
         self.apps = {s.name for s in kb.other_services if s.kind == "app"}
-        plain = [t for t in kb.other_topics if not (t.providers or t.also)]
+        plain = [t for t in kb.other_topics if not t.narrow]
         self.topic_of = {normalise(w): t.name for t in plain for w in t.words}
         self.other_topics = phrase_pattern(self.topic_of)
         self.ours = phrase_pattern({normalise(w) for w in kb.ours_words})
-        # topics named only beside a provider or by two words together, each with its own words of ours
+        # topics named only beside a provider, by two words together or left to the models by their own words of ours
         self.narrow_topics = [(t, phrase_pattern({normalise(w) for w in t.words}),
                                phrase_pattern({normalise(w) for w in t.also}),
                                self.ours if t.ours is None else phrase_pattern({normalise(w) for w in t.ours}))
-                              for t in kb.other_topics if t.providers or t.also]
+                              for t in kb.other_topics if t.narrow]
         self.keep = phrase_pattern({normalise(w) for w in kb.keep_words})
         self.account = phrase_pattern({normalise(w) for w in kb.account_words})
         self.refused = phrase_pattern({normalise(w) for w in kb.refused_words})

@@ -35,6 +35,11 @@ LINE_KINDS = ("carrier_prepaid", "mvno_prepaid", "business_phone")
 HOW_TO = {"zh": "怎么", "en": "how to "}
 
 
+def _pattern(words) -> re.Pattern | None:
+    """One pattern for a knowledge file's word list, each word read as a question is (normalised)."""
+    return phrase_pattern({normalise(w) for w in words})
+
+
 @dataclass(frozen=True)
 class Understood:
     """A question as the assistant reads it; everything after this looks only at these fields."""
@@ -89,21 +94,17 @@ class Reader:
                                self.known_zipf) if spelling else None
         self.others = ProviderFinder(kb, {s.name: (s.name, *s.aliases, *([s.en] if s.en else []))
                                           for s in kb.other_services}) if kb.other_services else None
-        self.us_number = phrase_pattern({normalise(w) for w in kb.us_number_words})
-        self.phone = phrase_pattern({normalise(w) for w in kb.phone_words})
+        self.us_number, self.phone = _pattern(kb.us_number_words), _pattern(kb.phone_words)
         self.apps = {s.name for s in kb.other_services if s.kind == "app"}
         plain = [t for t in kb.other_topics if not t.narrow]
         self.topic_of = {normalise(w): t.name for t in plain for w in t.words}
         self.other_topics = phrase_pattern(self.topic_of)
-        self.ours = phrase_pattern({normalise(w) for w in kb.ours_words})
+        self.ours = _pattern(kb.ours_words)
         # topics named only beside a provider, by two words together or left to the models by their own words of ours
-        self.narrow_topics = [(t, phrase_pattern({normalise(w) for w in t.words}),
-                               phrase_pattern({normalise(w) for w in t.also}),
-                               self.ours if t.ours is None else phrase_pattern({normalise(w) for w in t.ours}))
-                              for t in kb.other_topics if t.narrow]
-        self.keep = phrase_pattern({normalise(w) for w in kb.keep_words})
-        self.account = phrase_pattern({normalise(w) for w in kb.account_words})
-        self.refused = phrase_pattern({normalise(w) for w in kb.refused_words})
+        self.narrow_topics = [(t, _pattern(t.words), _pattern(t.also),
+                               self.ours if t.ours is None else _pattern(t.ours)) for t in kb.other_topics if t.narrow]
+        self.keep, self.account, self.refused = (_pattern(kb.keep_words), _pattern(kb.account_words),
+                                                 _pattern(kb.refused_words))
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
         # each action by its letters alone ("top-up", "topup" and "top up" are one), read as the first form listed
         self.bare_actions: dict[str, str] = {}

@@ -174,10 +174,11 @@ class Reader:
 
     def _other_topic(self, spelled: str, provider: str | None) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,
-        of the account or of keeping a number ("tello 漫游怎么收费" is the models' to judge); then a topic named only
-        beside its provider and by two words together ("WeChat code never arrives on my google voice"), unless
-        it has one of that topic's own words of ours. `spelled`: the question normalised, misspellings read;
-        `provider`: the one named or chosen."""
+        of the account or of keeping a number ("tello 漫游怎么收费" is the models' to judge); then a narrow topic, named
+        only beside its providers, by two words together or left to the models by its own words of ours ("WeChat
+        code never arrives on my google voice"). `spelled`: the question normalised, misspellings read; `provider`:
+        the one named or chosen. (A narrow topic does not keep a line's own sign-in from being ours, `_own_line`:
+        today's only one is Google Voice's, which is no line.)"""
         found = self.other_topics.search(spelled) if self.other_topics else None
         if found is not None and not (self.ours and self.ours.search(spelled)):
             return self.topic_of[found.group()]

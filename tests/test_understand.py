@@ -127,9 +127,9 @@ def test_a_topic_with_its_own_words_of_ours_is_left_to_the_models_by_those_alone
     ("GV 登录收不到验证码", None, None),  # signing in to Google Voice itself: the models judge
     ("GV 充值了 验证码短信没收到 余额也没变", None, None),  # a top-up: ours
 ])
-def test_a_topic_named_only_beside_its_provider_and_by_two_words(question, provider, topic):
+def test_a_topic_named_only_beside_its_provider_and_by_two_words(real_reader, question, provider, topic):
     # knowledge/other_services.yaml: a topic with `providers` and `also`, and its own words of ours
-    assert reader_for(load_knowledge(ROOT / "knowledge")).read(question, provider=provider).other_topic == topic
+    assert real_reader.read(question, provider=provider).other_topic == topic
 
 
 @pytest.mark.parametrize(("question", "keeps"), [

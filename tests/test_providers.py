@@ -45,6 +45,10 @@ def real_finder():
     ("ATT prepaid", "att_prepaid"), ("at & t prepaid", "att_prepaid"), ("薄荷卡续费", "mint_mobile"),
     ("蟋蟀交话费", "cricket"), ("谷歌語音", "google_voice"), ("visable autopay", "visible"),
     ("h20 wireless", "h2o_wireless"), ("萊卡的餘額", "lycamobile"),
+    # the nicknames of Chinese forums: 狗V for GV, A家 and V家 beside T家
+    ("狗V里的余额会过期吗", "google_voice"), ("狗歌语音登录不进去", "google_voice"),
+    ("A家预付卡的账户密码忘了", "att_prepaid"),
+    ("大V家的预付费什么时候到期", "verizon_prepaid"), ("V家预付费怎么防止被换卡", "verizon_prepaid"),
 ])
 def test_real_aliases(real_finder, question, provider):
     assert real_finder.find(question) == provider
@@ -74,6 +78,14 @@ def test_a_name_never_spans_other_words(real_finder, question, name, provider):
     # what is left still holds the question
     assert "自动续费" in real_finder.strip(question) or "余额" in real_finder.strip(question) \
         or "充值问题" in real_finder.strip(question)
+
+
+@pytest.mark.parametrize("question", [
+    "用visa家里人帮我付", "我的 Nokia家里有两台", "谷歌voicemail 怎么设置",
+])
+def test_a_mixed_name_is_no_part_of_a_latin_word(real_finder, question):
+    """A name of Latin letters and Chinese ("A家", "谷歌voice") is not read inside a longer Latin word."""
+    assert real_finder.find(question) is None
 
 
 @pytest.mark.parametrize("question, provider", [

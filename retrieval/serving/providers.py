@@ -33,6 +33,12 @@ def _allowed_typos(alias: str) -> int:
     return 1 if len(alias) >= 7 else 0
 
 
+def _latin_run(edge: str, norm: str, beside: int) -> bool:
+    """Whether a mixed alias's Latin `edge` letter runs on into a Latin word at `beside`: "A家" is no name inside
+    "visa家里人", nor "谷歌voice" inside "谷歌voicemail"."""
+    return edge.isascii() and 0 <= beside < len(norm) and norm[beside].isascii() and norm[beside].isalnum()
+
+
 def _words(text: str) -> tuple[str, ...]:
     return tuple(re.sub(r"[\s&]", "", m.group()) for m in ASCII_WORD.finditer(normalise(text)))
 
@@ -83,7 +89,9 @@ class ProviderFinder:
         for key, provider in self.han:
             at = squeezed.find(key)
             while at >= 0:
-                found.append(ProviderMatch(provider, key, positions[at], positions[at + len(key) - 1] + 1, True))
+                start, end = positions[at], positions[at + len(key) - 1] + 1
+                if not (_latin_run(key[0], norm, start - 1) or _latin_run(key[-1], norm, end)):
+                    found.append(ProviderMatch(provider, key, start, end, True))
                 at = squeezed.find(key, at + 1)
         return found
 

@@ -85,6 +85,8 @@ def test_a_service_that_is_not_ours_counts_only_when_none_of_ours_is_named(reade
     ("how do i block spam calls on my cricket phone", "骚扰电话和垃圾短信"), ("F1 学生怎么申请 SSN", "社安号（SSN）"),
     ("how do i transfer my esim to a new iphone", "eSIM 的安装和转移"), ("GV打电话对方听不到我的声音", "通话质量"),
     ("is cricket throttling my data at night", "网速和限速"), ("Ultra 網速超慢 是不是被限速", "网速和限速"),
+    ("iMessage 一直显示 waiting for activation", "iMessage 和 FaceTime"),
+    ("facetime won't activate on my att prepaid number", "iMessage 和 FaceTime"),
     ("tello 到账速度好慢", None),  # slow credit is ours: speed alone is not a network word
     ("客服电话总是打不通", None),  # a support line that never answers is ours
     ("apple", None), ("how do i top up", None),  # "apps" and "apn" are not the same word
@@ -130,6 +132,24 @@ def test_a_topic_with_its_own_words_of_ours_is_left_to_the_models_by_those_alone
 def test_a_topic_named_only_beside_its_provider_and_by_two_words(real_reader, question, provider, topic):
     # knowledge/other_services.yaml: a topic with `providers` and `also`, and its own words of ours
     assert real_reader.read(question, provider=provider).other_topic == topic
+
+
+FORWARDING = "呼叫转移和短信转发"
+
+
+@pytest.mark.parametrize(("question", "topic"), [
+    ("forward calls from us number to china? possible? cost?", FORWARDING),  # "cost" is no word of its own of ours
+    ("GV 的来电转接怎么设到国内手机", FORWARDING),
+    ("How do I forward my google voice calls to my chinese number", FORWARDING),
+    ("短信转发到邮箱怎么设置", FORWARDING),
+    ("客服电话一直转接不到人工", None),  # a support line's transfer: not the words
+    ("陌生人让我把验证码转发给他", None),  # a scam: not the words
+    ("有人改了我们 RingCentral 的来电转接，账号是不是被盗了", None),  # the account taken over: ours
+    ("Tello 的呼叫转移会扣余额吗", None),  # the balance: ours
+])
+def test_call_forwarding_has_its_own_words_of_ours(real_reader, question, topic):
+    # knowledge/other_services.yaml: a topic with its own `ours`, in place of ours_words
+    assert real_reader.read(question).other_topic == topic
 
 
 @pytest.mark.parametrize(("question", "keeps"), [

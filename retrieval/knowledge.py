@@ -210,6 +210,8 @@ class KnowledgeBase:
     keep_words: tuple[str, ...] = ()  # with a US number's words: keeping it alive (or topping it up), never declined
     account_words: tuple[str, ...] = ()  # with a phone line of ours named: signing in to it, never declined
     refused_words: tuple[str, ...] = ()  # with a phone line of ours named: paying it failed, never declined
+    public_wifi_words: tuple[str, ...] = ()  # with a word of paying: paying on a public network, never declined
+    paying_words: tuple[str, ...] = ()
     # topics that are not ours (other_services.yaml): a question with their words is declined, with or without
     # a provider of ours, unless it also has a word of money or of keeping a number (ours_words)
     other_topics: tuple[OtherTopic, ...] = ()
@@ -462,7 +464,8 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors
     return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
             "us_number_words": _both(f.us_number_words), "phone_words": _both(f.phone_words),
             "keep_words": _both(f.keep_words), "account_words": _both(f.account_words),
-            "refused_words": _both(f.refused_words),
+            "refused_words": _both(f.refused_words), "public_wifi_words": _both(f.public_wifi_words),
+            "paying_words": _both(f.paying_words),
             "other_topics": tuple(OtherTopic(t.name, t.en, _both(t.words), t.providers, _both(t.also),
                                              _both(t.ours) if t.ours else None) for t in f.other_topics),
             "ours_words": _both(f.ours_words)}

@@ -386,6 +386,10 @@ class OtherServicesFile(Schema):
     # words of a payment refused ("被拒", "declined", "支付失败"): with a phone line of ours named, the line's own
     # payment failed, a question that is ours, never declined
     refused_words: PerLanguage[Texts] | None = None
+    # words of a public network ("公共wifi", "airport wifi") and of paying ("充话费", "pay"): both together, a question
+    # asks whether paying there is safe, ours (the safety topic), never declined
+    public_wifi_words: PerLanguage[Texts] | None = None
+    paying_words: PerLanguage[Texts] | None = None
     # topics that are not ours, by their words ("APN", "语音信箱", "SSN"): a question that names one is declined
     # by the topic's name, even with a provider of ours named ("how to set up voicemail on h2o")...
     other_topics: tuple[OtherTopicSchema, ...] = ()

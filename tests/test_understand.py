@@ -195,6 +195,19 @@ def test_paying_a_line_of_ours_refused_is_found_by_its_words(reader, question, p
     assert u.own_payment_refused is refused and u.ours is refused
 
 
+@pytest.mark.parametrize(("question", "pays"), [
+    ("在星巴克连公共wifi充话费安全吗", True), ("is it ok to pay phone bill on airport wifi", True),
+    ("在機場公共WiFi上付話費安全嗎", True),  # Traditional, read as Simplified
+    ("星巴克的卡怎么充值", False),  # a place alone: no network
+    ("public wifi login bank safe?", False),  # a network, but no paying
+    ("how do i pay my phone bill", False),  # paying, but no network
+])
+def test_paying_on_a_public_network_is_found_by_its_words(real_reader, question, pays):
+    # knowledge/other_services.yaml: public_wifi_words and paying_words, one of each
+    u = real_reader.read(question)
+    assert u.pays_on_public_wifi is pays and u.ours is pays
+
+
 def test_three_providers_named_are_compared_and_none_is_chosen():
     r = reader_for(load_knowledge(ROOT / "knowledge"))
     u = r.read("谷歌语音、Tello、US Mobile 哪个保号划算", provider="mint_mobile")

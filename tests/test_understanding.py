@@ -60,6 +60,20 @@ def test_a_line_of_ours_refusing_a_card_is_answered(real_assistant, question, pr
 
 
 @pytest.mark.parametrize("question", [
+    "在星巴克连公共wifi充话费安全吗", "is it ok to pay phone bill on airport wifi or am i gonna get hacked lol",
+])
+def test_paying_on_a_public_network_is_answered_with_safety(real_assistant, question):
+    """A café or an airport named read as the Starbucks cards and airport SIMs we decline; the network and the
+    paying say it is the safety topic (public_wifi_words, paying_words)."""
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.ANSWER and real_assistant.kb.by_id[a.entry_id].topic == "safety"
+
+
+def test_a_place_alone_is_still_declined(real_assistant):
+    assert real_assistant.ask("星巴克的卡怎么充值").kind is Kind.DECLINE
+
+
+@pytest.mark.parametrize("question", [
     "My GV number doesn't receive the WhatsApp verification code",
     "APN settings won't save on my phone",
     "where do I apply for an SSN",

@@ -80,8 +80,9 @@ def _without_narrow_topics(a: Assistant) -> Assistant:
 VARIANTS = (
     Variant("**as shipped**: product words, speller, other services and topics by name (other services' codes on a "
             "Google Voice number among them), keeping a US number, "
-            "signing in to a line and a line refusing a card as ours, several providers compared, a bare action read "
-            "as how-to, topic models (vector and words), learned decline rule", lambda a: a, False),
+            "signing in to a line, a line refusing a card and paying on a public network as ours, several providers "
+            "compared, a bare action read as how-to, topic models (vector and words), learned decline rule",
+            lambda a: a, False),
     Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
     Variant("without the word topic model (the vector's topic model alone)",
             _with({"word_topic_weight": 0.0}), False),
@@ -106,6 +107,8 @@ VARIANTS = (
             _without(account_words=()), False),
     Variant("without a line of ours refusing a card as ours (refused_words: the rule judges \"US Mobile declines my "
             "card\" too)", _without(refused_words=()), False),
+    Variant("without paying on a public network as ours (public_wifi_words: the rule judges \"在星巴克连公共wifi充话费"
+            "安全吗\" too)", _without(public_wifi_words=()), False),
     Variant("without comparing several providers (three named: the first one is the provider, as with two)",
             _without_comparing, False),
     Variant("without a bare action read as how-to (bare_actions: \"Tello 充话费\" read as typed, as amounts)",

@@ -62,13 +62,15 @@ class Understood:
     own_account: bool = False
     # paying a phone line of ours was refused ("US Mobile declines my Wise card"): ours, never declined
     own_payment_refused: bool = False
+    # paying on a public network ("在机场连公共wifi充话费安全吗"): the safety topic, ours, never declined
+    pays_on_public_wifi: bool = False
     # every provider of ours named, in order, when the question names several ("GV、Tello、US Mobile 哪个划算")
     compared: tuple[str, ...] = ()
 
     @property
     def ours(self) -> bool:
         """The question says by its words that it is ours, whatever the decline signals."""
-        return self.keeps_us_number or self.own_account or self.own_payment_refused
+        return self.keeps_us_number or self.own_account or self.own_payment_refused or self.pays_on_public_wifi
 
 
 class Reader:
@@ -105,6 +107,7 @@ class Reader:
                                self.ours if t.ours is None else _pattern(t.ours)) for t in kb.other_topics if t.narrow]
         self.keep, self.account, self.refused = (_pattern(kb.keep_words), _pattern(kb.account_words),
                                                  _pattern(kb.refused_words))
+        self.public_wifi, self.paying = _pattern(kb.public_wifi_words), _pattern(kb.paying_words)
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
         # each action by its letters alone ("top-up", "topup" and "top up" are one), read as the first form listed
         self.bare_actions: dict[str, str] = {}
@@ -155,7 +158,10 @@ class Reader:
             keeps_us_number=bool(self.keep and self.us_number and self.keep.search(spelled)
                                  and self.us_number.search(spelled)),
             own_account=self._own_line(provider, spelled, self.account),
-            own_payment_refused=self._own_line(provider, spelled, self.refused), compared=compared)
+            own_payment_refused=self._own_line(provider, spelled, self.refused),
+            pays_on_public_wifi=bool(self.public_wifi and self.paying and self.public_wifi.search(spelled)
+                                     and self.paying.search(spelled)),
+            compared=compared)
 
     def _how_to(self, matched: str) -> str:
         """`matched` as a how-to question when it is nothing but an action of `bare_actions`

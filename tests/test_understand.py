@@ -84,6 +84,7 @@ def test_a_service_that_is_not_ours_counts_only_when_none_of_ours_is_named(reade
     ("hotspot not working on visible", "热点和共享网络"), ("如何在 tello 開啟 Wi-Fi 通話", "Wi-Fi 通话"),
     ("how do i block spam calls on my cricket phone", "骚扰电话和垃圾短信"), ("F1 学生怎么申请 SSN", "社安号（SSN）"),
     ("how do i transfer my esim to a new iphone", "eSIM 的安装和转移"), ("GV打电话对方听不到我的声音", "通话质量"),
+    ("打回国总有回声 对方说听不清", "通话质量"),
     ("is cricket throttling my data at night", "网速和限速"), ("Ultra 網速超慢 是不是被限速", "网速和限速"),
     ("iMessage 一直显示 waiting for activation", "iMessage 和 FaceTime"),
     ("facetime won't activate on my att prepaid number", "iMessage 和 FaceTime"),

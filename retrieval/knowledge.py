@@ -209,6 +209,7 @@ class KnowledgeBase:
     phone_words: tuple[str, ...] = ()
     keep_words: tuple[str, ...] = ()  # with a US number's words: keeping it alive (or topping it up), never declined
     account_words: tuple[str, ...] = ()  # with a phone line of ours named: signing in to it, never declined
+    takeover_words: tuple[str, ...] = ()  # with any provider of ours named: its account taken over, never declined
     refused_words: tuple[str, ...] = ()  # with a phone line of ours named: paying it failed, never declined
     public_wifi_words: tuple[str, ...] = ()  # with a word of paying: paying on a public network, never declined
     paying_words: tuple[str, ...] = ()
@@ -464,6 +465,7 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors
     return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
             "us_number_words": _both(f.us_number_words), "phone_words": _both(f.phone_words),
             "keep_words": _both(f.keep_words), "account_words": _both(f.account_words),
+            "takeover_words": _both(f.takeover_words),
             "refused_words": _both(f.refused_words), "public_wifi_words": _both(f.public_wifi_words),
             "paying_words": _both(f.paying_words),
             "other_topics": tuple(OtherTopic(t.name, t.en, _both(t.words), t.providers, _both(t.also),

@@ -383,6 +383,9 @@ class OtherServicesFile(Schema):
     # words of signing in to an account or of one taken over ("登不上", "forgot my password", "hijacked"): with a
     # phone line of ours named (a carrier or a business line), a question is ours, never declined
     account_words: PerLanguage[Texts] | None = None
+    # words of an account or number taken over ("被盗", "hijacked"): with any provider of ours named or chosen,
+    # Google Voice too, a question is ours, never declined
+    takeover_words: PerLanguage[Texts] | None = None
     # words of a payment refused ("被拒", "declined", "支付失败"): with a phone line of ours named, the line's own
     # payment failed, a question that is ours, never declined
     refused_words: PerLanguage[Texts] | None = None

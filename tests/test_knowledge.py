@@ -385,6 +385,7 @@ def test_other_topics_and_ours_words_are_read_in_both_languages(kb_dir):
          "ours_words": {"zh": ["充值"], "en": ["top up"]},
          "keep_words": {"zh": ["保号"], "en": ["keep"]},
          "account_words": {"zh": ["登不上"], "en": ["log in"]},
+         "takeover_words": {"zh": ["被盗"], "en": ["hacked"]},
          "refused_words": {"zh": ["被拒"], "en": ["declined"]},
          "public_wifi_words": {"zh": ["公共wifi"], "en": ["public wifi"]},
          "paying_words": {"zh": ["充值"], "en": ["pay"]}}, allow_unicode=True), encoding="utf-8")
@@ -394,6 +395,7 @@ def test_other_topics_and_ours_words_are_read_in_both_languages(kb_dir):
     assert (kb.ours_words, kb.keep_words, kb.account_words, kb.refused_words) == (
         ("充值", "top up"), ("保号", "keep"), ("登不上", "log in"), ("被拒", "declined"))
     assert (kb.public_wifi_words, kb.paying_words) == (("公共wifi", "public wifi"), ("充值", "pay"))
+    assert kb.takeover_words == ("被盗", "hacked")
     assert kb.providers["tello"].kind == "mvno_prepaid"  # whose account is the line's own (account_words)
 
 

@@ -175,6 +175,10 @@ def test_keeping_a_us_number_is_found_by_its_words(reader, question, keeps):
     ("GV 登录收不到验证码", None, False),  # Google Voice's number receives other services' codes: the models judge
     ("Tello 语音信箱登不上", None, False),  # voicemail is a topic not ours
     ("how do i unlock my tello phone, it has been on the account for 8 months", None, False),  # "account" alone
+    # an account taken over (takeover_words): any provider of ours, Google Voice too
+    ("Someone else is using my google voice number??", None, True),
+    ("locked out of the gmail that holds my google voice", None, True), ("被盗了怎么办", "google_voice", True),
+    ("my whatsapp got hacked", None, False),  # whose?
 ])
 def test_signing_in_to_a_line_of_ours_is_found_by_its_words(reader, question, provider, own):
     u = reader.read(question, provider=provider)

@@ -69,6 +69,19 @@ def test_paying_on_a_public_network_is_answered_with_safety(real_assistant, ques
     assert a.kind is Kind.ANSWER and real_assistant.kb.by_id[a.entry_id].topic == "safety"
 
 
+@pytest.mark.parametrize("question", [
+    "Someone else is using my google voice number?? I got a code I never asked for, then my number was gone",
+    "我的谷歌语音被盗了，号码被人转走了怎么办",
+])
+def test_a_google_voice_account_taken_over_is_answered(real_assistant, question):
+    """Google Voice is no line of account_words (its number receives other services' codes), but its own
+    account taken over is ours (takeover_words)."""
+    a = real_assistant.ask(question)
+    entry = real_assistant.kb.by_id[a.entry_id]
+    assert a.kind is Kind.ANSWER and entry.provider in ("google_voice", "general")
+    assert entry.topic in ("account_security", "account"), a.entry_id
+
+
 def test_a_place_alone_is_still_declined(real_assistant):
     assert real_assistant.ask("星巴克的卡怎么充值").kind is Kind.DECLINE
 

@@ -105,6 +105,8 @@ VARIANTS = (
             _without(keep_words=()), False),
     Variant("without signing in to a line of ours as ours (account_words: the rule judges \"cant login to mint\" too)",
             _without(account_words=()), False),
+    Variant("without any provider's account taken over as ours (takeover_words: the rule judges \"someone took over "
+            "my google voice\" too)", _without(takeover_words=()), False),
     Variant("without a line of ours refusing a card as ours (refused_words: the rule judges \"US Mobile declines my "
             "card\" too)", _without(refused_words=()), False),
     Variant("without paying on a public network as ours (public_wifi_words: the rule judges \"在星巴克连公共wifi充话费"

@@ -58,7 +58,8 @@ class Understood:
     other: str | None = None  # a service that is not ours (other_services.yaml), named with no provider of ours
     other_topic: str | None = None  # a topic that is not ours (other_services.yaml), named with no word of ours
     keeps_us_number: bool = False  # speaks of keeping a US number alive ("美国号码怎么保号"): ours, never declined
-    # signing in to a phone line of ours, or its account taken over ("cant login to mint"): ours, never declined
+    # signing in to a phone line of ours ("cant login to mint"), or the account of any provider of ours taken over
+    # ("someone took over my google voice"): ours, never declined
     own_account: bool = False
     # paying a phone line of ours was refused ("US Mobile declines my Wise card"): ours, never declined
     own_payment_refused: bool = False
@@ -107,6 +108,7 @@ class Reader:
                                self.ours if t.ours is None else _pattern(t.ours)) for t in kb.other_topics if t.narrow]
         self.keep, self.account, self.refused = (_pattern(kb.keep_words), _pattern(kb.account_words),
                                                  _pattern(kb.refused_words))
+        self.takeover = _pattern(kb.takeover_words)
         self.public_wifi, self.paying = _pattern(kb.public_wifi_words), _pattern(kb.paying_words)
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
         # each action by its letters alone ("top-up", "topup" and "top up" are one), read as the first form listed
@@ -157,7 +159,7 @@ class Reader:
             other=self._other_service(norm) if named is None else None, other_topic=other_topic,
             keeps_us_number=bool(self.keep and self.us_number and self.keep.search(spelled)
                                  and self.us_number.search(spelled)),
-            own_account=self._own_line(provider, spelled, self.account),
+            own_account=self._own_line(provider, spelled, self.account) or self._taken_over(provider, spelled),
             own_payment_refused=self._own_line(provider, spelled, self.refused),
             pays_on_public_wifi=bool(self.public_wifi and self.paying and self.public_wifi.search(spelled)
                                      and self.paying.search(spelled)),
@@ -176,6 +178,12 @@ class Reader:
         ("US Mobile declines my Wise card"; refused_words). A carrier or business line named or chosen, one of
         the words, and no topic that is not ours ("Cricket 语音信箱登不上" is about voicemail)."""
         return bool(provider in self.lines and pattern and pattern.search(spelled)
+                    and not (self.other_topics and self.other_topics.search(spelled)))
+
+    def _taken_over(self, provider: str | None, spelled: str) -> bool:
+        """Whether the question says the account or number of a provider of ours, any kind, was taken over
+        (takeover_words: "someone took over my google voice", "Tello 账号被盗了"), with no topic that is not ours."""
+        return bool(provider and self.takeover and self.takeover.search(spelled)
                     and not (self.other_topics and self.other_topics.search(spelled)))
 
     def _other_topic(self, spelled: str, provider: str | None) -> str | None:

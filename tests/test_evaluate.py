@@ -119,3 +119,31 @@ def test_development_sets_share_no_source_or_question_with_the_frozen_test_set()
         dev = questions(path)
         assert not {q["source"] for q in dev if q.get("source")} & test_sources, path.name
         assert not {q["q"].strip() for q in dev} & test_texts, path.name
+
+
+class _PaddedEmbedder:
+    """An embedder whose vectors move with the batch they are embedded in, as a padded model's do."""
+
+    name, dim = "padded", 2
+
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def embed_queries(self, texts):
+        import numpy as np
+
+        self.calls.append(list(texts))
+        return np.array([[len(t), len(texts)] for t in texts], dtype=np.float32)
+
+
+def test_the_caching_embedder_embeds_a_list_as_the_model_alone_would():
+    from retrieval.measure.evaluate import CachingEmbedder
+
+    inner = _PaddedEmbedder()
+    cached = CachingEmbedder(inner)
+    assert cached.embed_queries(["a"]).tolist() == [[1, 1]]
+    # a list with a text already seen is embedded whole: an index built through the cache is the one `prepare` builds
+    assert cached.embed_queries(["a", "bb"]).tolist() == [[1, 2], [2, 2]] == _PaddedEmbedder().embed_queries(
+        ["a", "bb"]).tolist()
+    # a question alone comes from the cache: the model is not asked again
+    assert cached.embed_queries(["bb"]).tolist() == [[2, 2]] and inner.calls == [["a"], ["a", "bb"]]

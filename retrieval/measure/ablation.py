@@ -72,16 +72,16 @@ def _without(**kb_changes) -> Callable[[Assistant], Assistant]:
 
 
 def _without_narrow_topics(a: Assistant) -> Assistant:
-    """The topics not ours that a word alone does not name (other services' codes on a Google Voice number) left
-    to the models; the other topics kept."""
+    """The topics not ours that a word alone does not name, or that have words of ours of their own (other
+    services' codes on a Google Voice number, call forwarding) left to the models; the other topics kept."""
     return _without(other_topics=tuple(t for t in a.kb.other_topics if not t.narrow))(a)
 
 
 VARIANTS = (
     Variant("**as shipped**: product words, speller, other services and topics by name (other services' codes on a "
-            "Google Voice number among them), keeping a US number, "
-            "signing in to a line, a line refusing a card and paying on a public network as ours, several providers "
-            "compared, a bare action read as how-to, topic models (vector and words), learned decline rule",
+            "Google Voice number and call forwarding among them), keeping a US number, signing in to a line, any "
+            "provider's account taken over, a line refusing a card and paying on a public network as ours, several "
+            "providers compared, a bare action read as how-to, topic models (vector and words), learned decline rule",
             lambda a: a, False),
     Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
     Variant("without the word topic model (the vector's topic model alone)",
@@ -115,8 +115,8 @@ VARIANTS = (
             _without_comparing, False),
     Variant("without a bare action read as how-to (bare_actions: \"Tello 充话费\" read as typed, as amounts)",
             _without(bare_actions=()), False),
-    Variant("without other services' codes on a Google Voice number as a topic not ours (\"WeChat code never "
-            "arrives on my google voice\" left to the models)", _without_narrow_topics, False),
+    Variant("without the narrow topics not ours: other services' codes on a Google Voice number, call forwarding "
+            "(\"WeChat code never arrives on my google voice\" left to the models)", _without_narrow_topics, False),
 )
 
 

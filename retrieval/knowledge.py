@@ -87,6 +87,7 @@ class Provider:
     support_url: str
     domains: tuple[str, ...] = ()  # the provider's own web domains: a source elsewhere is not its own word
     kind: str = ""  # catalog kind: "carrier_prepaid", "mvno_prepaid", "business_phone", "virtual_number"...
+    hints: tuple[str, ...] = ()  # words that choose the provider and stay in the question ("voice credit")
 
     def short_name(self, lang: str) -> str:
         """The name without its explanation in brackets ("Tello（T-Mobile 网络的…）" → "Tello"), for use inside a
@@ -533,7 +534,8 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
     learned_off_topic = {lang: texts[len(written.get(lang, ())):] for lang, texts in off_topic.items()
                          if len(texts) > len(written.get(lang, ()))}
     providers = {f.provider.id: Provider(f.provider.id, f.provider.name.model_dump(), f.provider.aliases,
-                                         f.provider.support_url, f.provider.domains, f.provider.kind)
+                                         f.provider.support_url, f.provider.domains, f.provider.kind,
+                                         f.provider.hints)
                  for f in files.values()}
     return KnowledgeBase(providers=dict(sorted(providers.items(), key=lambda kv: known.index(kv[0]))),
                          topics=topics, messages=messages, off_topic=off_topic,

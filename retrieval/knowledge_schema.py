@@ -225,6 +225,9 @@ class ProviderSchema(Schema):
     kind: Literal[PROVIDER_KINDS]  # type: ignore[valid-type]
     status: Literal[PROVIDER_STATUSES]  # type: ignore[valid-type]
     aliases: tuple[Text, ...] = ()
+    # words that say which provider a question is about without being its name ("voice credit", "Voice app"): they
+    # choose the provider and stay in the question, so the phrasings that use them are read as before
+    hints: tuple[Text, ...] = ()
     support_url: HttpsUrl
     domains: tuple[Annotated[Text, AfterValidator(_domain)], ...] = ()
 

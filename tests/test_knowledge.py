@@ -425,3 +425,15 @@ def test_an_other_topic_needs_its_words(kb_dir):
 def test_other_services_are_optional(kb_dir):
     (kb_dir / "other_services.yaml").unlink()
     assert load_knowledge(kb_dir).other_services == ()
+
+
+def test_hints_are_read_and_name_no_provider():
+    """A provider's `hints` choose it without being its name ("voice credit"): none may be another provider's
+    name or alias, or a question would change provider by a word that is not a name."""
+    from retrieval.serving.providers import ProviderFinder, compact
+
+    kb = load_knowledge(ROOT / "knowledge")
+    assert kb.providers["google_voice"].hints == ("voice credit", "voice app")
+    names = {compact(a): p.id for p in kb.providers.values() for a in (*p.aliases, *p.name.values())}
+    assert [h for p in kb.providers.values() for h in p.hints if compact(h) in names] == []
+    assert all(ProviderFinder(kb).find(h) == p.id for p in kb.providers.values() for h in p.hints)

@@ -80,6 +80,18 @@ def test_a_name_never_spans_other_words(real_finder, question, name, provider):
         or "充值问题" in real_finder.strip(question)
 
 
+@pytest.mark.parametrize(("question", "left"), [
+    ("accidently bought 50$ of voice credit insted of 10", "accidently bought 50$ of voice credit insted of 10"),
+    ("iPhone上的Voice app里面找不到加余额的按钮", "iphone上的voice app里面找不到加余额的按钮"),
+    ("google voice credit 怎么退", "credit 怎么退"),  # the name is taken out, the hint's other word stays
+])
+def test_a_hint_chooses_the_provider_and_stays_in_the_question(real_finder, question, left):
+    """knowledge/google_voice.yaml: `hints` ("voice credit", "voice app") say which provider a question is about
+    without being its name: the phrasings that use them are read as before."""
+    assert real_finder.find(question) == "google_voice"
+    assert real_finder.strip(question) == left
+
+
 @pytest.mark.parametrize("question", [
     "用visa家里人帮我付", "我的 Nokia家里有两台", "谷歌voicemail 怎么设置",
 ])

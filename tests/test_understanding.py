@@ -82,6 +82,18 @@ def test_a_google_voice_account_taken_over_is_answered(real_assistant, question)
     assert entry.topic in ("account_security", "account"), a.entry_id
 
 
+@pytest.mark.parametrize(("question", "topics"), [
+    ("accidently bought 50$ of voice credit insted of 10, can i get the rest back", ("refund",)),
+    ("iPhone上的Voice app里面找不到加余额的按钮", ("topup_steps", "account")),
+])
+def test_voice_credit_and_the_voice_app_are_google_voices(real_assistant, question, topics):
+    """Google Voice's `hints`: the words choose the provider (no "which provider?", no decline) and stay in the
+    question."""
+    a = real_assistant.ask(question)
+    entry = real_assistant.kb.by_id[a.entry_id]
+    assert a.kind is Kind.ANSWER and entry.provider == "google_voice" and entry.topic in topics, a.entry_id
+
+
 def test_a_place_alone_is_still_declined(real_assistant):
     assert real_assistant.ask("星巴克的卡怎么充值").kind is Kind.DECLINE
 

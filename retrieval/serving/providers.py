@@ -50,6 +50,7 @@ class ProviderMatch:
     start: int  # span in normalise(question)
     end: int
     exact: bool
+    hint: bool = False  # a word that names no provider but says which one ("voice credit"): never stripped
 
 
 class ProviderFinder:
@@ -80,6 +81,18 @@ class ProviderFinder:
         self.suffix = re.compile(r"\s*(?:" + "|".join(map(re.escape, suffixes)) + r")") if suffixes else None
         self.fuzzy = [(a, p, _allowed_typos(a), n) for words, p in self.phrases.items()
                       if ours and _allowed_typos(a := "".join(words)) for n in {1, len(words)}]
+        # hints (Provider.hints) are found as names are, exactly, and left in the question by `strip`
+        self.hints: set[str] = set()
+        for p in kb.providers.values() if ours else ():
+            for hint in p.hints:
+                key = compact(hint)
+                self.hints.add(key)
+                if HAN.search(key):
+                    self.han.append((key, p.id))
+                else:
+                    self.ascii.setdefault(key, p.id)
+                    self.phrases.setdefault(_words(hint), p.id)
+        self.han.sort(key=lambda item: -len(item[0]))
 
     def _han_matches(self, norm: str) -> list[ProviderMatch]:
         """Chinese (or mixed) aliases, found in the text with spaces and punctuation ignored."""
@@ -91,7 +104,7 @@ class ProviderFinder:
             while at >= 0:
                 start, end = positions[at], positions[at + len(key) - 1] + 1
                 if not (_latin_run(key[0], norm, start - 1) or _latin_run(key[-1], norm, end)):
-                    found.append(ProviderMatch(provider, key, start, end, True))
+                    found.append(ProviderMatch(provider, key, start, end, True, key in self.hints))
                 at = squeezed.find(key, at + 1)
         return found
 
@@ -109,7 +122,7 @@ class ProviderFinder:
                 start, end = words[i][1], words[j - 1][2]
                 provider = self.ascii.get(window) if j == i + 1 else self.phrases.get(typed)
                 if provider:
-                    found.append(ProviderMatch(provider, window, start, end, True))
+                    found.append(ProviderMatch(provider, window, start, end, True, window in self.hints))
                     continue
                 for alias, provider, limit, n_words in self.fuzzy:
                     if n_words == j - i and abs(len(alias) - len(window)) <= 1 and alias[0] == window[0] \
@@ -136,6 +149,8 @@ class ProviderFinder:
         norm = normalise(question)
         keep = [True] * len(norm)
         for m in self.find_all(question) if matches is None else matches:
+            if m.hint:
+                continue
             end = m.end
             if self.suffix and (after := self.suffix.match(norm, end)):
                 end = after.end()

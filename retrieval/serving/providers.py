@@ -68,31 +68,28 @@ class ProviderFinder:
             names = {p.id: (*p.aliases, p.name["en"]) for p in kb.providers.values()}
         for provider, aliases in names.items():
             for alias in aliases:
-                key = compact(alias)
-                if not key:
-                    continue
-                if HAN.search(key):
-                    self.han.append((key, provider))
-                else:
-                    self.ascii.setdefault(key, provider)
-                    self.phrases.setdefault(_words(alias), provider)
-        self.han.sort(key=lambda item: -len(item[0]))
-        suffixes = sorted((compact(x) for x in kb.name_suffixes), key=len, reverse=True) if ours else []
-        self.suffix = re.compile(r"\s*(?:" + "|".join(map(re.escape, suffixes)) + r")") if suffixes else None
+                self._add(alias, provider)
+        # names only, not hints, are read through a typo
         self.fuzzy = [(a, p, _allowed_typos(a), n) for words, p in self.phrases.items()
                       if ours and _allowed_typos(a := "".join(words)) for n in {1, len(words)}]
         # hints (Provider.hints) are found as names are, exactly, and left in the question by `strip`
-        self.hints: set[str] = set()
+        self.hints = {compact(h) for p in kb.providers.values() for h in p.hints} if ours else set()
         for p in kb.providers.values() if ours else ():
             for hint in p.hints:
-                key = compact(hint)
-                self.hints.add(key)
-                if HAN.search(key):
-                    self.han.append((key, p.id))
-                else:
-                    self.ascii.setdefault(key, p.id)
-                    self.phrases.setdefault(_words(hint), p.id)
+                self._add(hint, p.id)
         self.han.sort(key=lambda item: -len(item[0]))
+        suffixes = sorted((compact(x) for x in kb.name_suffixes), key=len, reverse=True) if ours else []
+        self.suffix = re.compile(r"\s*(?:" + "|".join(map(re.escape, suffixes)) + r")") if suffixes else None
+
+    def _add(self, name: str, provider: str) -> None:
+        key = compact(name)
+        if not key:
+            return
+        if HAN.search(key):
+            self.han.append((key, provider))
+        else:
+            self.ascii.setdefault(key, provider)
+            self.phrases.setdefault(_words(name), provider)
 
     def _han_matches(self, norm: str) -> list[ProviderMatch]:
         """Chinese (or mixed) aliases, found in the text with spaces and punctuation ignored."""

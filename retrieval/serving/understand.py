@@ -159,7 +159,8 @@ class Reader:
             other=self._other_service(norm) if named is None else None, other_topic=other_topic,
             keeps_us_number=bool(self.keep and self.us_number and self.keep.search(spelled)
                                  and self.us_number.search(spelled)),
-            own_account=self._own_line(provider, spelled, self.account) or self._taken_over(provider, spelled),
+            own_account=(self._own_line(provider, spelled, self.account)
+                         or self._own_line(provider, spelled, self.takeover, any_kind=True)),
             own_payment_refused=self._own_line(provider, spelled, self.refused),
             pays_on_public_wifi=bool(self.public_wifi and self.paying and self.public_wifi.search(spelled)
                                      and self.paying.search(spelled)),
@@ -172,18 +173,13 @@ class Reader:
         action = self.bare_actions.get(compact(matched))
         return HOW_TO[language_of(action)] + action if action else matched
 
-    def _own_line(self, provider: str | None, spelled: str, pattern: re.Pattern | None) -> bool:
-        """Whether the question speaks of a phone line of ours with `pattern`'s words: signing in to it or its
-        account taken over ("cant login to mint", "us mobile 登陆不上"; account_words), or paying it refused
-        ("US Mobile declines my Wise card"; refused_words). A carrier or business line named or chosen, one of
-        the words, and no topic that is not ours ("Cricket 语音信箱登不上" is about voicemail)."""
-        return bool(provider in self.lines and pattern and pattern.search(spelled)
-                    and not (self.other_topics and self.other_topics.search(spelled)))
-
-    def _taken_over(self, provider: str | None, spelled: str) -> bool:
-        """Whether the question says the account or number of a provider of ours, any kind, was taken over
-        (takeover_words: "someone took over my google voice", "Tello 账号被盗了"), with no topic that is not ours."""
-        return bool(provider and self.takeover and self.takeover.search(spelled)
+    def _own_line(self, provider: str | None, spelled: str, pattern: re.Pattern | None, any_kind: bool = False) -> bool:
+        """Whether the question speaks of a phone line of ours with `pattern`'s words: signing in to it
+        ("cant login to mint", "us mobile 登陆不上"; account_words) or paying it refused ("US Mobile declines my Wise
+        card"; refused_words). A carrier or business line named or chosen (with `any_kind`, any provider of ours:
+        an account taken over, takeover_words, "someone took over my google voice"), one of the words, and no
+        topic that is not ours ("Cricket 语音信箱登不上" is about voicemail)."""
+        return bool((provider in self.lines or (any_kind and provider)) and pattern and pattern.search(spelled)
                     and not (self.other_topics and self.other_topics.search(spelled)))
 
     def _other_topic(self, spelled: str, provider: str | None) -> str | None:

@@ -271,6 +271,10 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true",
                     help="print the numbers as one JSON object instead of the report (as check --json)")
     ev.add_argument("--save", default=None, metavar="PATH", help="also write the numbers to this JSON file")
+    ev.add_argument("--answers", default=None, metavar="PATH",
+                    help="also write each development question's answer to this JSON file (never the test set's)")
+    ev.add_argument("--compare", default=None, metavar="PATH",
+                    help="list the development questions gained and lost against an --answers file")
     ev.add_argument("--calibrate", action="store_true",
                     help="fit the decline rule on the development sets first (prints its weights)")
     ev.add_argument("--ablation", action="store_true",

@@ -303,3 +303,39 @@ def test_eval_json_prints_one_object_as_check_json_does(env, tmp_path):
     assert "dev with typos injected (seeded) | 1 |" in markdown.stdout
     refused = run(["eval", "--json", "--ablation"], env)
     assert refused.returncode == 2 and "--ablation" in refused.stderr
+
+
+def test_eval_writes_each_answer_and_compares_with_an_earlier_run(env, tmp_path):
+    """`--answers` writes every development question's answer (never the test set's); `--compare` lists the
+    questions gained and lost against such a file, so a change is judged question by question."""
+    questions = tmp_path / "dev.yaml"
+    questions.write_text(
+        "questions:\n"
+        "  - {q: GV怎么充值, lang: zh, kind: plain, expect: [google_voice/topup_steps]}\n"
+        "  - {q: how do i cook rice, lang: en, kind: out_of_scope, expect: out_of_scope}\n", encoding="utf-8")
+    answers = tmp_path / "answers.json"
+    args = ["eval", "--set", str(questions), "--no-test", "--no-baselines"]
+    first = run([*args, "--answers", str(answers)], env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    written = json.loads(answers.read_text(encoding="utf-8"))
+    assert set(written) == {"dev.yaml|GV怎么充值|", "dev.yaml|how do i cook rice|"}
+    assert all({"kind", "labels", "rank", "right"} <= set(a) for a in written.values())
+    # an earlier run that got the first question the other way round
+    earlier = tmp_path / "earlier.json"
+    key = "dev.yaml|GV怎么充值|"
+    earlier.write_text(json.dumps({**written, key: {**written[key], "right": not written[key]["right"]}}),
+                       encoding="utf-8")
+    second = run([*args, "--compare", str(earlier)], env, timeout=300)
+    assert second.returncode == 0, second.stderr
+    word = "gained" if written[key]["right"] else "lost"
+    assert f"2 questions in both: {int(word == 'gained')} gained, {int(word == 'lost')} lost" in second.stdout
+    assert f"- {word} (dev.yaml): 'GV怎么充值'" in second.stdout
+
+
+def test_eval_refuses_a_compare_file_it_did_not_write_before_scoring(env, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1}', encoding="utf-8")
+    for path in (bad, tmp_path / "missing.json"):
+        result = run(["eval", "--no-test", "--no-baselines", "--compare", str(path)], env, timeout=120)
+        assert result.returncode == 2 and f"error: --compare {path}" in result.stderr
+        assert "Development" not in result.stdout  # nothing was scored

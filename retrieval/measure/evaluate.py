@@ -317,6 +317,35 @@ def test_details(test: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def answers_of(dev: dict[str, list[Outcome]]) -> dict[str, dict]:
+    """Each development question's answer, keyed by set, question and context: what `eval --answers` writes and
+    `--compare` reads back. The frozen test set is never written: nobody tunes on its questions."""
+    return {f"{name}|{o.question.q}|{o.question.context or ''}": {
+        "kind": o.answer.kind.value, "labels": o.labels[:3], "rank": o.rank,
+        "right": o.declined if not o.question.in_scope else o.rank == 1}
+        for name, outcomes in dev.items() for o in outcomes}
+
+
+def compare(before: dict[str, dict], after: dict[str, dict]) -> str:
+    """The questions answered right in one and not the other, then how many others moved: what a change did,
+    question by question, beside the aggregates (a refit moves a few near the bar by itself)."""
+    common = [k for k in after if k in before]
+    lines, moved = [], 0
+    for key in common:
+        a, b = before[key], after[key]
+        if a["right"] != b["right"]:
+            name, q, _ = key.split("|", 2)
+            was, now = a["labels"][:1] or [a["kind"]], b["labels"][:1] or [b["kind"]]
+            lines.append(f"- {'gained' if b['right'] else 'lost'} ({name}): {q[:100]!r} "
+                         f"{a['kind']} {was[0]} → {b['kind']} {now[0]}")
+        elif (a["kind"], a["labels"]) != (b["kind"], b["labels"]):
+            moved += 1
+    gained = sum(line.startswith("- gained") for line in lines)
+    head = (f"{len(common)} questions in both: {gained} gained, {len(lines) - gained} lost, "
+            f"{moved} more answered otherwise (still right or still wrong)")
+    return "\n".join([head, *lines])
+
+
 def load_for_eval(args, settings: Settings) -> tuple[dict[str, list[DevQuestion]], list[DevQuestion] | None,
                                                      Assistant]:
     """What `eval` scores: the development sets by file name, the frozen test set (None with --no-test),
@@ -332,6 +361,15 @@ def load_for_eval(args, settings: Settings) -> tuple[dict[str, list[DevQuestion]
 
 def cmd_eval(args, settings: Settings, out: TextIO) -> int:
     as_json = getattr(args, "json", False)
+    before = None
+    if getattr(args, "compare", None):  # read first: a wrong path is said before minutes of scoring, not after
+        try:
+            before = json.loads(Path(args.compare).read_text(encoding="utf-8"))
+            if not isinstance(before, dict) or not all(isinstance(v, dict) and "right" in v for v in before.values()):
+                raise ValueError("not a file that eval --answers wrote")
+        except (OSError, ValueError) as exc:
+            print(f"error: --compare {args.compare}: {exc}", file=sys.stderr)
+            return 2
     dev_sets, test, assistant = load_for_eval(args, settings)
     questions = [q for qs in dev_sets.values() for q in qs]
     if getattr(args, "calibrate", False):  # its weights go with the report, or beside the JSON on stderr
@@ -355,4 +393,10 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
             print("\n" + test_details(test_outcomes), file=out)
     if args.save:
         Path(args.save).write_text(json.dumps(numbers, indent=2), encoding="utf-8")
+    answers = answers_of(dev_outcomes)
+    if before is not None:
+        print(f"\n## Compared with {args.compare}\n\n" + compare(before, answers),
+              file=sys.stderr if as_json else out)
+    if getattr(args, "answers", None):
+        Path(args.answers).write_text(json.dumps(answers, ensure_ascii=False, indent=0), encoding="utf-8")
     return 0

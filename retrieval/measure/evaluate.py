@@ -330,17 +330,17 @@ def compare(before: dict[str, dict], after: dict[str, dict]) -> str:
     """The questions answered right in one and not the other, then how many others moved: what a change did,
     question by question, beside the aggregates (a refit moves a few near the bar by itself)."""
     common = [k for k in after if k in before]
-    lines, moved = [], 0
+    lines, moved, gained = [], 0, 0
     for key in common:
         a, b = before[key], after[key]
         if a["right"] != b["right"]:
+            gained += b["right"]
             name, q, _ = key.split("|", 2)
             was, now = a["labels"][:1] or [a["kind"]], b["labels"][:1] or [b["kind"]]
             lines.append(f"- {'gained' if b['right'] else 'lost'} ({name}): {q[:100]!r} "
                          f"{a['kind']} {was[0]} → {b['kind']} {now[0]}")
         elif (a["kind"], a["labels"]) != (b["kind"], b["labels"]):
             moved += 1
-    gained = sum(line.startswith("- gained") for line in lines)
     head = (f"{len(common)} questions in both: {gained} gained, {len(lines) - gained} lost, "
             f"{moved} more answered otherwise (still right or still wrong)")
     return "\n".join([head, *lines])

@@ -308,6 +308,7 @@ class SmallTalkSchema(Schema):
 class ConversationFile(Schema):
     small_talk: dict[str, SmallTalkSchema]
     follow_up_words: PerLanguage[Texts]
+    follow_up_fillers: PerLanguage[Texts] | None = None
     known_word_zipf: float
     provider_order: tuple[Text, ...] = ()
     context: PerLanguage[Texts] | None = None

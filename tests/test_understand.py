@@ -261,6 +261,17 @@ def test_the_users_language_wins_over_the_script(reader):
     ("Tello 怎么充值", False),           # asks something of its own
     ("what about a refund for tello", False),
     ("那个呢", False),                   # no provider named
+    ("tello?", True),                   # a bare name, punctuation aside
+    ("那如果是 Tello 呢？", True),
+    ("Tello 也一样吗", True),
+    ("那 Tello 那边呢", True),
+    ("is it the same for tello?", True),
+    ("tello too?", True),
+    ("and tello", True),
+    ("那 Tello 怎么样", True),          # a filler beside a follow-up word
+    ("what is tello", False),           # fillers alone ask about the provider itself
+    ("Tello 怎么样", False),
+    ("tello 的", False),
 ])
 def test_follow_up_words(reader, question, follow_up):
     u = reader.read(question, provider="google_voice", topic="topup_steps")
@@ -278,6 +289,7 @@ def test_follow_up_words(reader, question, follow_up):
     ("asdfgh 充值", False),           # any Chinese is read
     ("how do i top up", False),
     ("gv", False),                   # a bare provider name
+    ("gv?", False),                  # ... punctuation aside
     ("zebra", False),                # common in English, though not ours: that is for the decline rule
     ("", False),                     # empty is empty, not gibberish
 ])

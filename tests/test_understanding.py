@@ -282,6 +282,37 @@ def test_what_about_another_provider_keeps_the_topic(real_assistant):
     assert english.provider == "cricket" and english.topic == "refund"
 
 
+@pytest.mark.parametrize(("question", "provider", "topic"), [
+    ("那如果是 GV 呢？", "google_voice", "refund"),
+    ("T-Mobile也一样吗", "t_mobile_prepaid", "refund"),
+    ("Mint 的情況呢", "mint_mobile", "refund"),
+    ("咁 Mint 呢", "mint_mobile", "refund"),
+    ("does the same apply to Mint?", "mint_mobile", "refund"),
+    ("mint?", "mint_mobile", "refund"),
+    ("what is mint", "mint_mobile", "overview"),   # asks about Mint itself, not the last question again
+    ("Mint 怎么充值", "mint_mobile", "topup_steps"),
+])
+def test_follow_ups_in_other_words(real_assistant, question, provider, topic):
+    a = real_assistant.ask(question, provider="tello", topic="refund")
+    assert a.kind is Kind.ANSWER and a.provider == provider and a.topic == topic
+
+
+@pytest.mark.parametrize(("question", "language", "opening"), [
+    ("thanks a lot, that helped", "en", "You're welcome"),
+    ("ok thanks, bye!", "en", "Goodbye"),             # several intents: goodbye before thanks and "ok"
+    ("hi, who are you?", "en", "I'm the US phone top-up helper"),
+    ("好的谢谢，拜拜", "zh", "再见"),
+    ("谢谢 解决了", "zh", "不客气"),
+])
+def test_small_talk_of_several_phrases(real_assistant, question, language, opening):
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.SMALL_TALK and a.language == language and a.markdown.startswith(opening)
+
+
+def test_a_thank_you_with_a_question_is_a_question(real_assistant):
+    assert real_assistant.ask("thanks, and how do I top up tello?").kind is Kind.ANSWER
+
+
 def test_which_provider_buttons_list_consumer_services_first(real_assistant):
     a = real_assistant.ask("最低充多少？")
     order = [c.provider for c in a.choices]

@@ -9,7 +9,6 @@ topic, else the general one, else ask which provider.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,13 +20,12 @@ from retrieval.serving.decide import DecisionConfig, DeclineSignals, entry_score
 from retrieval.serving.embedder import Embedder
 from retrieval.serving.index import SearchIndex
 from retrieval.serving.ranking import Candidate, Ranker, Ranking, RankingConfig, Vocabulary
-from retrieval.serving.text import normalise
+from retrieval.serving.small_talk import SmallTalkPhrases
 from retrieval.serving.understand import Reader, Understood
 
 # The order in which follow-ups are suggested when an entry names none.
 FOLLOW_UP_TOPICS = ("topup_steps", "payment_failed", "auto_topup", "expiry", "amount", "payment_methods",
                     "refund", "support", "safety")
-PUNCTUATION = re.compile(r"[\s\W_]+")
 
 
 @dataclass(frozen=True)
@@ -85,9 +83,9 @@ class Assistant:
         self.topic_ids = list(kb.topics)
         self.other_services = {s.name: s for s in kb.other_services}
         self.other_topics = {t.name: t for t in kb.other_topics}
-        self.small_talk_phrases = {
-            PUNCTUATION.sub("", normalise(q)): intent.id
-            for intent in kb.conversation.small_talk.values() for qs in intent.questions.values() for q in qs}
+        self.small_talk_phrases = SmallTalkPhrases(
+            {intent.id: [q for qs in intent.questions.values() for q in qs]
+             for intent in kb.conversation.small_talk.values()})
 
     # -- the one public question path -------------------------------------------------------
     def understand(self, question: str, provider: str | None = None, language: str | None = None,
@@ -209,7 +207,7 @@ class Assistant:
 
     def small_talk_intent(self, u: Understood, ranking: Ranking) -> str | None:
         """The small-talk intent of a short message that is nothing else ("谢谢", "hi", "你是谁")."""
-        exact = self.small_talk_phrases.get(PUNCTUATION.sub("", normalise(u.text)))
+        exact = self.small_talk_phrases.intent(u.text)  # nothing but its phrases: "thanks a lot, that helped"
         if exact:
             return exact
         intent, similarity = ranking.small_talk

@@ -63,15 +63,16 @@ def language_of(text: str, fallback: str = "zh") -> str:
     return fallback
 
 
-def words(text: str) -> list[str]:
-    """Search words: jieba for Chinese runs (with their sub-words), whole words for the rest."""
+def words(text: str, keep_stopwords: bool = False) -> list[str]:
+    """Search words: jieba for Chinese runs (with their sub-words), whole words for the rest; without the
+    stopwords unless `keep_stopwords` (a follow-up is told by them: "那 Mint 呢", "and Mint?")."""
     out: list[str] = []
     for run in WORD.findall(AMPERSAND.sub("", normalise(text))):
         if HAN.match(run):
             out += [w for w in jieba.cut_for_search(run) if w.strip()]
         else:
             out.append(run)
-    return [w for w in out if w not in STOPWORDS]
+    return out if keep_stopwords else [w for w in out if w not in STOPWORDS]
 
 
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&])")

@@ -289,6 +289,9 @@ def test_what_about_another_provider_keeps_the_topic(real_assistant):
     ("咁 Mint 呢", "mint_mobile", "refund"),
     ("does the same apply to Mint?", "mint_mobile", "refund"),
     ("mint?", "mint_mobile", "refund"),
+    ("ultra 咧", "ultra_mobile", "refund"),
+    ("what abt GV", "google_voice", "refund"),
+    ("RingCentral 也有这问题吗", "ringcentral", "refund"),
     ("what is mint", "mint_mobile", "overview"),   # asks about Mint itself, not the last question again
     ("Mint 怎么充值", "mint_mobile", "topup_steps"),
 ])
@@ -303,6 +306,9 @@ def test_follow_ups_in_other_words(real_assistant, question, provider, topic):
     ("hi, who are you?", "en", "I'm the US phone top-up helper"),
     ("好的谢谢，拜拜", "zh", "再见"),
     ("谢谢 解决了", "zh", "不客气"),
+    ("byeee", "en", "Goodbye"),                       # a letter typed again and again, read once: not gibberish
+    ("thank u so much!!", "en", "You're welcome"),
+    ("收到", "zh", "好的"),
 ])
 def test_small_talk_of_several_phrases(real_assistant, question, language, opening):
     a = real_assistant.ask(question)

@@ -124,7 +124,8 @@ class Assistant:
         return early if early is not None else self.decide(reading)
 
     def before_deciding(self, u: Understood) -> tuple[Answer | None, Reading | None]:
-        """What is answered before the decline rule is asked: nothing typed, gibberish, a question that names a
+        """What is answered before the decline rule is asked: nothing typed, nothing but small talk ("thanks,
+        bye"), gibberish, a question that names a
         service that is not ours and none of our providers ("中国移动怎么交话费") or a topic that is not ours and no
         word of money ("Mint APN 怎么设置"), none of them ranked; then
         small talk and "那 Mint 呢" (the previous topic for another provider). `(None, reading)` when the
@@ -133,6 +134,9 @@ class Assistant:
         if not u.text:
             return echo.answer(provider=u.provider, kind=Kind.EMPTY,
                                markdown=self.kb.message("empty_question", u.language)), None
+        intent = self.small_talk_phrases.intent(u.text)  # nothing but its phrases: "thanks a lot, that helped", "byeee"
+        if intent:
+            return self._small_talk(intent, u, echo), None
         if u.gibberish:
             markdown = self.kb.message("not_understood", u.language) + self._support_line(u.provider, u.language)
             return echo.answer(provider=u.provider, kind=Kind.NOT_UNDERSTOOD, markdown=markdown), None
@@ -148,8 +152,7 @@ class Assistant:
         reading = self.read(u)
         intent = self.small_talk_intent(u, reading.ranking)
         if intent:
-            return echo.answer(provider=u.provider, kind=Kind.SMALL_TALK,
-                               markdown=self.kb.conversation.small_talk[intent].answer[u.language].strip()), reading
+            return self._small_talk(intent, u, echo), reading
         if u.follow_up and u.topic:
             return self._follow_up(u, reading, echo), reading
         return None, reading
@@ -206,10 +209,8 @@ class Assistant:
         return sorted(offers, key=lambda o: -o.score)
 
     def small_talk_intent(self, u: Understood, ranking: Ranking) -> str | None:
-        """The small-talk intent of a short message that is nothing else ("谢谢", "hi", "你是谁")."""
-        exact = self.small_talk_phrases.intent(u.text)  # nothing but its phrases: "thanks a lot, that helped"
-        if exact:
-            return exact
+        """The small-talk intent of a short message near one of its phrases and nearer than any entry ("多谢啦"
+        near "谢谢"); a message of nothing but its phrases was answered before anything was ranked."""
         intent, similarity = ranking.small_talk
         d = self.decision
         short = len(u.text.split()) <= d.small_talk_max_words and len(u.text) <= 4 * d.small_talk_max_words
@@ -217,6 +218,10 @@ class Assistant:
                 and similarity >= ranking.best_similarity:
             return intent
         return None
+
+    def _small_talk(self, intent: str, u: Understood, echo: Echo) -> Answer:
+        return echo.answer(provider=u.provider, kind=Kind.SMALL_TALK,
+                           markdown=self.kb.conversation.small_talk[intent].answer[u.language].strip())
 
     def _with_provider(self, offers: list[Offer], provider: str, echo: Echo) -> Answer:
         first = offers[0]

@@ -1,16 +1,17 @@
 """Small talk: a message made of nothing but small-talk phrases ("thanks a lot, that helped", "好的谢谢拜拜").
 
 The phrases are knowledge/conversation.yaml's. A message is read as units (a Latin word, or one Chinese
-character; punctuation aside) and is small talk when its units split into a run of whole phrases. When the
-phrases are of several intents, the one the reply should answer wins: "hi, who are you" is asked who we are,
-"thanks, bye" is said goodbye.
+character; punctuation aside, a letter typed again and again read once, chat shorthand such as "u" read as
+"you") and is small talk when its units split into a run of whole phrases. When the phrases are of several
+intents, the one the reply should answer wins: "hi, who are you" is asked who we are, "thanks, bye" is said
+goodbye.
 
->>> phrases = SmallTalkPhrases({"thanks": ["thanks a lot", "that helped", "谢谢"], "bye": ["bye", "拜拜"],
+>>> phrases = SmallTalkPhrases({"thanks": ["thanks a lot", "that helped", "谢谢", "thank you"], "bye": ["bye", "拜拜"],
 ...                             "acknowledge": ["ok", "好的"]})
 >>> phrases.intent("Thanks a lot, that helped!"), phrases.intent("ok thanks a lot bye"), phrases.intent("好的谢谢")
 ('thanks', 'bye', 'thanks')
->>> phrases.intent("thanks a lot for the refund") is None
-True
+>>> phrases.intent("byeee"), phrases.intent("thank u"), phrases.intent("thanks a lot for the refund")
+('bye', 'thanks', None)
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from collections.abc import Iterable, Mapping
 from retrieval.serving.text import normalise
 
 UNIT = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+REPEATED = re.compile(r"([a-z])\1+")
+SHORTHAND = {"u": "you", "r": "are", "ur": "your", "pls": "please", "plz": "please", "thnx": "thanks",
+             "thanx": "thanks"}
 # Which intent a mixed message is answered with, first first; intents not listed come after, in file order.
 PRIORITY = ("identity", "bye", "thanks", "greeting", "acknowledge")
 
 
 def units(text: str) -> tuple[str, ...]:
-    return tuple(UNIT.findall(normalise(text)))
+    """The units of `text`, each Latin word with its letters typed again and again read once ("byeee",
+    "good" as "god": the phrases are read the same way)."""
+    return tuple(REPEATED.sub(r"\1", SHORTHAND.get(u, u)) for u in UNIT.findall(normalise(text)))
 
 
 class SmallTalkPhrases:

@@ -267,6 +267,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--test", default=None, help="the frozen test set (default eval/test_set.yaml)")
     ev.add_argument("--no-test", action="store_true", help="score the development sets only")
     ev.add_argument("--no-baselines", action="store_true")
+    ev.add_argument("--turns", action="append", default=None, metavar="PATH",
+                    help="also score a file of conversation turns: follow-ups, small talk (repeatable; "
+                         "eval/turns.yaml, eval/turns_blind.yaml)")
     ev.add_argument("--worst", type=int, default=15)
     ev.add_argument("--json", action="store_true",
                     help="print the numbers as one JSON object instead of the report (as check --json)")

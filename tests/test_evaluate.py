@@ -113,12 +113,15 @@ def test_development_sets_share_no_source_or_question_with_the_frozen_test_set()
     test_texts = {q["q"].strip() for q in test}
     training = set((ROOT / "eval" / "training_sources.txt").read_text(encoding="utf-8").split())
     assert test_sources and not test_sources & training
-    dev_files = sorted(p for p in (ROOT / "eval").glob("*.yaml") if p != TEST_SET)
+    turn_files = sorted((ROOT / "eval").glob("turns*.yaml"))  # conversation turns: no sources, a list
+    dev_files = sorted(p for p in (ROOT / "eval").glob("*.yaml") if p != TEST_SET and p not in turn_files)
     assert len(dev_files) >= 4
     for path in dev_files:
         dev = questions(path)
         assert not {q["source"] for q in dev if q.get("source")} & test_sources, path.name
         assert not {q["q"].strip() for q in dev} & test_texts, path.name
+    for path in turn_files:
+        assert not {str(t["message"]).strip() for t in yaml.safe_load(path.read_text(encoding="utf-8"))} & test_texts
 
 
 class _PaddedEmbedder:

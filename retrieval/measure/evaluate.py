@@ -370,6 +370,14 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: --compare {args.compare}: {exc}", file=sys.stderr)
             return 2
+    turn_sets = {}
+    if getattr(args, "turns", None):  # read first too
+        from retrieval.measure.turns import load_turns
+        try:
+            turn_sets = {Path(p).name: load_turns(Path(p)) for p in args.turns}
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+            print(f"error: --turns: {exc}", file=sys.stderr)
+            return 2
     dev_sets, test, assistant = load_for_eval(args, settings)
     questions = [q for qs in dev_sets.values() for q in qs]
     if getattr(args, "calibrate", False):  # its weights go with the report, or beside the JSON on stderr
@@ -391,6 +399,12 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
         print("## Development and test sets\n\n" + table + "\n\n" + text, file=out)
         if test_outcomes is not None:
             print("\n" + test_details(test_outcomes), file=out)
+    if turn_sets:
+        from retrieval.measure.turns import score, table
+        turns = {name: score(assistant, ts) for name, ts in turn_sets.items()}
+        numbers["turns"] = {name: {k: list(v) for k, v in s.items()} for name, s in turns.items()}
+        if not as_json:
+            print("\n## Conversation turns\n\n" + table(turns), file=out)
     if args.save:
         Path(args.save).write_text(json.dumps(numbers, indent=2), encoding="utf-8")
     answers = answers_of(dev_outcomes)

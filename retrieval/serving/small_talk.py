@@ -25,6 +25,7 @@ UNIT = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufa
 REPEATED = re.compile(r"([a-z])\1+")
 SHORTHAND = {"u": "you", "r": "are", "ur": "your", "pls": "please", "plz": "please", "thnx": "thanks",
              "thanx": "thanks"}
+MAX_CHARS = 80  # longer messages are questions, whatever they start with: not read at all
 # Which intent a mixed message is answered with, first first; intents not listed come after, in file order.
 PRIORITY = ("identity", "bye", "thanks", "greeting", "acknowledge")
 
@@ -48,13 +49,15 @@ class SmallTalkPhrases:
 
     def intent(self, text: str) -> str | None:
         """The intent to answer when `text` is nothing but small-talk phrases, else None."""
-        found = units(text)
+        found = units(text) if len(text) <= MAX_CHARS else ()
         if not found:
             return None
         # best[i]: the best intent of a split of the first i units into phrases (None: no split)
         best: list[str | None] = [None] * (len(found) + 1)
         reached = [True] + [False] * len(found)
         for end in range(1, len(found) + 1):
+            if not any(reached[max(0, end - self.longest):end]):
+                return None  # no phrase can end here or later: a question, not small talk
             for start in range(max(0, end - self.longest), end):
                 intent = self.by_units.get(found[start:end]) if reached[start] else None
                 if intent is None:

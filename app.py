@@ -459,9 +459,7 @@ def answer_now(request: dict, n: int) -> None:
                                        language=language, topic=conv.topic)
         turn = Turn(said, answer)
         conv.turns.append(turn)
-        if answer.provider and answer.kind is not Kind.DECLINE:
-            conv.provider = answer.provider
-        conv.topic = answer.topic
+        conv.remember(answer)
         if conv.walk is not None and conv.walk_open and not stays_open(kb, conv.walk, answer):
             conv.walk_open = False
         render_answer(turn, n)   # before saving: a slow or broken store must not hold the answer back

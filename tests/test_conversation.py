@@ -46,3 +46,16 @@ def test_damaged_or_foreign_copies_are_not_misread(tiny_assistant, tiny_kb):
     assert back.provider is None and back.language == "auto" and back.walk is None
     odd = turn.to_json() | {"rating": True, "interaction": "7"}
     assert Turn.from_json(odd).rating is None and Turn.from_json(odd).interaction is None
+
+
+def test_the_topic_outlasts_small_talk_and_the_provider_a_decline():
+    conv = Conversation()
+    conv.remember(Answer("Tello怎么充值", "zh", "tello", Kind.ANSWER, "**steps**", topic="topup_steps"))
+    assert (conv.provider, conv.topic) == ("tello", "topup_steps")
+    for kind in (Kind.SMALL_TALK, Kind.NOT_UNDERSTOOD, Kind.EMPTY):   # "thanks!", "asdf", "": nothing about a topic
+        conv.remember(Answer("x", "zh", "tello", kind, "ok"))
+        assert (conv.provider, conv.topic) == ("tello", "topup_steps")
+    conv.remember(Answer("Mint 的 APN 怎么设置", "zh", "mint_mobile", Kind.DECLINE, "not ours"))
+    assert (conv.provider, conv.topic) == ("tello", None)        # a declined question's provider is not carried
+    conv.remember(Answer("那 Mint 呢", "zh", "mint_mobile", Kind.ANSWER, "**refund**", topic="refund"))
+    assert (conv.provider, conv.topic) == ("mint_mobile", "refund")

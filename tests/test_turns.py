@@ -17,18 +17,19 @@ from retrieval.settings import ROOT
 TURN_FILES = sorted((ROOT / "eval").glob("turns*.yaml"))
 
 
-def test_there_is_a_held_out_turn_file_beside_the_one_tuned_on():
-    assert {p.name for p in TURN_FILES} >= {"turns.yaml", "turns_blind.yaml"}
+def test_there_is_a_held_out_turn_file_beside_each_one_tuned_on():
+    assert {p.name for p in TURN_FILES} >= {"turns.yaml", "turns_blind.yaml", "turns_ask.yaml",
+                                            "turns_ask_blind.yaml"}
 
 
 @pytest.mark.parametrize("path", TURN_FILES, ids=lambda p: p.name)
 def test_turn_files_name_only_real_providers_topics_and_intents(path):
     kb = load_knowledge(ROOT / "knowledge")
     turns = load_turns(path)
-    assert len(turns) >= 150
-    assert {t.kind for t in turns} == set(KINDS)
+    assert len(turns) >= 100
+    assert {"follow_up", "new_question", "small_talk"} <= {t.kind for t in turns} <= set(KINDS)
     for t in turns:
-        assert t.provider in kb.providers and t.topic in kb.topics, t
+        assert (t.provider is None or t.provider in kb.providers) and t.topic in kb.topics, t
         if t.kind in ("follow_up", "new_question"):
             assert t.value in kb.providers and t.value != t.provider, t
         if t.kind == "small_talk":
@@ -59,7 +60,11 @@ def test_turns_are_scored_by_kind(real_assistant):
     assert "| x.yaml | 1 / 2 | 1 / 1 | 1 / 2 | 1 / 1 | 4 / 6 |" in table({"x.yaml": scores})
 
 
-def test_the_held_out_turns_are_mostly_right(real_assistant):
-    # a floor under today's 146 / 163 (129 before session 18): a change that breaks follow-ups or small talk fails
-    right, asked = score(real_assistant, load_turns(Path(ROOT / "eval" / "turns_blind.yaml")))["all"]
-    assert right / asked >= 0.8
+@pytest.mark.parametrize(("name", "floor"), [
+    ("turns_blind.yaml", 0.8),      # today 147 / 163 (129 before session 18)
+    ("turns_ask_blind.yaml", 0.7),  # after "which provider?": today 97 / 130 (84 before session 18)
+])
+def test_the_held_out_turns_are_mostly_right(real_assistant, name, floor):
+    # a floor under today's numbers: a change that breaks follow-ups or small talk fails
+    right, asked = score(real_assistant, load_turns(Path(ROOT / "eval" / name)))["all"]
+    assert right / asked >= floor

@@ -279,6 +279,21 @@ def test_follow_up_words(reader, question, follow_up):
     assert u.topic == "topup_steps"  # carried either way; the assistant decides what a follow-up keeps
 
 
+@pytest.mark.parametrize(("question", "follow_up"), [
+    ("I have tello", True),             # no provider chosen yet: saying which one answers the last question
+    ("用的是 Tello", True),
+    ("Tello 的", True),
+    ("im on tello", True),
+    ("what is tello", False),           # still a question of its own
+    ("Tello 怎么用", False),
+    ("Tello 是什么", False),
+])
+def test_saying_which_provider_after_a_general_answer(reader, question, follow_up):
+    assert reader.read(question, provider=None, topic="refund").follow_up is follow_up
+    if follow_up:  # beside a provider already chosen, the same words are a question of their own
+        assert not reader.read(question, provider="google_voice", topic="refund").follow_up
+
+
 # -- gibberish ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("question", "gibberish"), [
     ("asdfgh", True),

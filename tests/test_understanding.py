@@ -300,6 +300,22 @@ def test_follow_ups_in_other_words(real_assistant, question, provider, topic):
     assert a.kind is Kind.ANSWER and a.provider == provider and a.topic == topic
 
 
+@pytest.mark.parametrize(("first", "reply", "provider", "topic"), [
+    ("最低充多少？", "用的是薄荷", "mint_mobile", "amount"),
+    ("how do I get a refund", "I have tello", "tello", "refund"),
+    ("怎么查余额", "是T-Mobile预付卡，不是合约", "t_mobile_prepaid", "confirm"),
+    ("怎么充值", "uhh mint i think", "mint_mobile", "topup_steps"),
+    ("怎么充值", "what is mint", "mint_mobile", "overview"),       # a question of its own
+    ("how do I get a refund", "visible 是 verizon 的吗", "visible", None),  # two named: not an answer
+])
+def test_saying_which_provider_after_which_provider(real_assistant, first, reply, provider, topic):
+    asked = real_assistant.ask(first)
+    assert asked.kind is Kind.ASK_PROVIDER
+    a = real_assistant.ask(reply, provider=asked.provider, topic=asked.topic)
+    assert a.provider == provider
+    assert a.topic == topic if topic else a.topic != asked.topic
+
+
 @pytest.mark.parametrize(("question", "language", "opening"), [
     ("thanks a lot, that helped", "en", "You're welcome"),
     ("ok thanks, bye!", "en", "Goodbye"),             # several intents: goodbye before thanks and "ok"

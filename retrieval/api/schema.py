@@ -138,7 +138,8 @@ def request_schema(kb: KnowledgeBase, max_chars: int) -> dict:
                                  "The provider chosen earlier in the conversation (the previous answer's "
                                  "`provider`); GET /v1/providers lists them."),
             "topic": optional({"type": "string", "enum": list(kb.topics)},
-                              "The previous answer's `topic`, so a follow-up such as \"what about Mint?\" keeps it."),
+                              "The previous answer's `topic` (after small talk, the one before), so a follow-up "
+                              "such as \"what about Mint?\" keeps it."),
             "language": optional({"type": "string", "enum": list(LANGUAGES)},
                                  "The language to answer in; absent or null: the question's own."),
             "session_id": optional({"type": "string", "minLength": 1, "maxLength": MAX_SESSION_ID},

@@ -1,7 +1,7 @@
 """Conversation turns: the second message of a chat, scored as the page would answer it.
 
-A turn file (eval/turns*.yaml) is a list of second messages, each after an answer about `provider` and
-`topic`, with what it should get:
+A turn file (eval/turns*.yaml) is a list of second messages, each after an answer about `provider` (null: a
+general answer, or "which provider?") and `topic`, with what it should get:
 
 - `{follow_up: mint_mobile}`: the previous question again, for another provider ("那 Mint 呢", "same for mint?");
 - `{new_question: mint_mobile}` (optionally with `topic`): another provider named with a question of its own
@@ -26,7 +26,7 @@ KINDS = ("follow_up", "new_question", "small_talk", "not_understood")
 
 @dataclass(frozen=True)
 class Turn:
-    provider: str        # the previous answer's provider and topic
+    provider: str | None  # the previous answer's provider (None: general advice, or "which provider?") and topic
     topic: str
     message: str
     kind: str            # one of KINDS

@@ -15,6 +15,8 @@ from retrieval.knowledge import KnowledgeBase
 from retrieval.serving.answer import Answer, Choice, Kind
 from retrieval.serving.walkthrough import Walkthrough
 
+# Answers that say nothing about a topic: the one before stays for a follow-up.
+KEEPS_TOPIC = frozenset({Kind.SMALL_TALK, Kind.NOT_UNDERSTOOD, Kind.EMPTY})
 FORMAT = 1  # bump when the saved shape changes; older copies are then ignored, not misread
 MAX_TURNS = 10_000
 
@@ -75,6 +77,15 @@ class Conversation:
     provider: str | None = None    # chosen or recognised earlier; carried into the next question
     topic: str | None = None       # the last answer's topic, so "what about Mint?" keeps it
     language: str = "auto"         # the user's choice: auto, zh or en
+
+    def remember(self, answer: Answer) -> None:
+        """Carry what the answer says into the next question: the provider it is about (not a declined
+        question's), and its topic, unless it said nothing about one (small talk, "I didn't understand", nothing
+        typed): "Tello 怎么充值", "thanks!", "那 Mint 呢" still asks how to top up Mint."""
+        if answer.provider and answer.kind is not Kind.DECLINE:
+            self.provider = answer.provider
+        if answer.kind not in KEEPS_TOPIC:
+            self.topic = answer.topic
 
     def head_json(self) -> dict:
         return {"format": FORMAT, "turns": len(self.turns), "walk": self.walk.to_json() if self.walk else None,

@@ -98,12 +98,13 @@ class Reader:
         self.known_words = set(word_counts)
         self.follow_up_words = {normalise(w) for ws in kb.conversation.follow_up_words.values() for w in ws}
         self.follow_up_fillers = {normalise(w) for ws in kb.conversation.follow_up_fillers.values() for w in ws}
+        self.follow_up_answers = {normalise(w) for ws in kb.conversation.follow_up_answers.values() for w in ws}
         self.known_zipf = kb.conversation.known_word_zipf
         # every piece of a provider's name stays as typed: "myAT&T" is read as "myat" and "t", and "myat" is no
         # misspelt word of ours
         names = {w for p in kb.providers.values() for a in p.aliases for w in LATIN_WORD.findall(normalise(a))}
         self.speller = Speller(word_counts + self._other_words(kb),
-                               self.follow_up_words | self.follow_up_fillers | names,
+                               self.follow_up_words | self.follow_up_fillers | self.follow_up_answers | names,
                                self.known_zipf) if spelling else None
         self.others = ProviderFinder(kb, {s.name: (s.name, *s.aliases, *([s.en] if s.en else []))
                                           for s in kb.other_services}) if kb.other_services else None
@@ -163,7 +164,7 @@ class Reader:
         return Understood(
             text=text, language=lang, provider=provider, named=named, spelled=spelled,
             matched=self._how_to(self.terms.apply(rest or spelled)),
-            follow_up=named is not None and self._only_follow_up_words(rest),
+            follow_up=(len(several) == 1 and self._only_follow_up_words(rest, answering=carried is None)),
             topic=topic, gibberish=bool(text) and self._gibberish(_unpunctuated(rest) if named else text),
             notices=tuple(notices), secrets=masked.found,
             other=self._other_service(norm) if named is None else None, other_topic=other_topic,
@@ -220,13 +221,16 @@ class Reader:
             return None
         return found
 
-    def _only_follow_up_words(self, rest: str) -> bool:
+    def _only_follow_up_words(self, rest: str, answering: bool = False) -> bool:
         """Whether what is left beside a provider's name asks the last question again: nothing at all ("GV",
         "mint?"), or follow-up words with their fillers and at least one follow-up word ("那 Mint 呢", "is it the
-        same for Mint?"). Fillers alone ask about the provider itself ("what is Mint", "Mint 怎么样")."""
+        same for Mint?"). Fillers alone ask about the provider itself ("what is Mint", "Mint 怎么样"). When no
+        provider was chosen (`answering`: the last answer was general, or asked which provider), the words of
+        saying which one you have are follow-up words too ("I have tello", "用的是薄荷", "T-Mobile的")."""
         found = words(rest, keep_stopwords=True)
-        return (all(w in self.follow_up_words or w in self.follow_up_fillers for w in found)
-                and (not found or any(w in self.follow_up_words for w in found)))
+        markers = self.follow_up_words | self.follow_up_answers if answering else self.follow_up_words
+        return (all(w in markers or w in self.follow_up_fillers or w in self.follow_up_answers for w in found)
+                and (not found or any(w in markers for w in found)))
 
     def _gibberish(self, text: str) -> bool:
         """No Chinese, and not one Latin word known to the knowledge base or to English."""
@@ -236,5 +240,6 @@ class Reader:
             return bool(re.sub(r"\s", "", text))  # "？？？", emoji, digits alone; "" is a bare provider name
         found = [re.sub(r"[\s&]", "", m.group()) for m in ASCII_WORD.finditer(normalise(text))]
         return not any(w in self.known_words or w in self.follow_up_words or w in self.follow_up_fillers
+                       or w in self.follow_up_answers
                        or english_zipf(w) >= self.known_zipf
                        for w in found if not w.isdigit())

@@ -124,12 +124,11 @@ class Assistant:
         return early if early is not None else self.decide(reading)
 
     def before_deciding(self, u: Understood) -> tuple[Answer | None, Reading | None]:
-        """What is answered before the decline rule is asked: nothing typed, nothing but small talk ("thanks,
-        bye"), gibberish, a question that names a
-        service that is not ours and none of our providers ("中国移动怎么交话费") or a topic that is not ours and no
-        word of money ("Mint APN 怎么设置"), none of them ranked; then
-        small talk and "那 Mint 呢" (the previous topic for another provider). `(None, reading)` when the
-        question goes on to the rule; calibration replays exactly the questions that do."""
+        """What is answered before the decline rule is asked: nothing typed, nothing but small-talk phrases
+        ("thanks, bye"), gibberish, a question that names a service that is not ours and none of our providers
+        ("中国移动怎么交话费") or a topic that is not ours and no word of money ("Mint APN 怎么设置"), none of them
+        ranked; then small talk near a phrase ("多谢啦") and "那 Mint 呢" (the previous topic for another provider).
+        `(None, reading)` when the question goes on to the rule; calibration replays exactly the questions that do."""
         echo = Echo.of(u)
         if not u.text:
             return echo.answer(provider=u.provider, kind=Kind.EMPTY,

@@ -155,6 +155,16 @@ def test_ask_back_offers_providers(chat_page, live_server):
     expect(page.get_by_text("当前运营商")).to_contain_text("Mint")
 
 
+def test_a_typed_provider_answers_the_ask_back_and_the_topic_outlasts_thanks(chat_page, live_server):
+    page = chat_page
+    open_chat(page, live_server.url)
+    ask(page, "怎么开自动续费")                                  # "which provider?"
+    assert "可以在结账或激活时打开" in ask(page, "用的是薄荷").inner_text()  # typed, not clicked: Mint's autopay
+    assert "不客气" in ask(page, "谢谢").inner_text()
+    answer = ask(page, "那 Tello 呢")                           # the topic is kept through the thanks
+    assert "Tello 套餐 30 天一期" in answer.inner_text()  # its autopay entry, not what Tello is
+
+
 def test_card_number_is_masked_and_warned(chat_page, live_server):
     page = chat_page
     open_chat(page, live_server.url)

@@ -325,6 +325,8 @@ def test_saying_which_provider_after_which_provider(real_assistant, first, reply
     ("byeee", "en", "Goodbye"),                       # a letter typed again and again, read once: not gibberish
     ("thank u so much!!", "en", "You're welcome"),
     ("收到", "zh", "好的"),
+    ("👍", "zh", "好的"),                               # an emoji is a phrase too (no letters: Chinese, the default)
+    ("thanks 🙏🏻", "en", "You're welcome"),              # its skin tone aside
 ])
 def test_small_talk_of_several_phrases(real_assistant, question, language, opening):
     a = real_assistant.ask(question)

@@ -12,6 +12,8 @@ goodbye.
 ('thanks', 'bye', 'thanks')
 >>> phrases.intent("byeee"), phrases.intent("thank u"), phrases.intent("thanks a lot for the refund")
 ('bye', 'thanks', None)
+>>> SmallTalkPhrases({"acknowledge": ["👍"]}).intent("👍🏻👍")
+'acknowledge'
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from collections.abc import Iterable, Mapping
 
 from retrieval.serving.text import normalise
 
-UNIT = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# a Latin word, a Chinese character, or an emoji ("👍", "🙏": its skin tone and presentation marks aside)
+UNIT = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+                  r"|[\u2600-\u27bf\U0001F000-\U0001FAFF]")
+EMOJI_MARKS = re.compile(r"[\ufe0e\ufe0f\U0001F3FB-\U0001F3FF]")
 REPEATED = re.compile(r"([a-z])\1+")
 SHORTHAND = {"u": "you", "r": "are", "ur": "your", "pls": "please", "plz": "please", "thnx": "thanks",
              "thanx": "thanks"}
@@ -33,7 +38,7 @@ PRIORITY = ("identity", "bye", "thanks", "greeting", "acknowledge")
 def units(text: str) -> tuple[str, ...]:
     """The units of `text`, each Latin word with its letters typed again and again read once ("byeee",
     "good" as "god": the phrases are read the same way)."""
-    return tuple(REPEATED.sub(r"\1", SHORTHAND.get(u, u)) for u in UNIT.findall(normalise(text)))
+    return tuple(REPEATED.sub(r"\1", SHORTHAND.get(u, u)) for u in UNIT.findall(EMOJI_MARKS.sub("", normalise(text))))
 
 
 class SmallTalkPhrases:

@@ -99,12 +99,14 @@ class Reader:
         self.follow_up_words = {normalise(w) for ws in kb.conversation.follow_up_words.values() for w in ws}
         self.follow_up_fillers = {normalise(w) for ws in kb.conversation.follow_up_fillers.values() for w in ws}
         self.follow_up_answers = {normalise(w) for ws in kb.conversation.follow_up_answers.values() for w in ws}
+        self.follow_up_any = self.follow_up_words | self.follow_up_fillers | self.follow_up_answers
+        self.answer_markers = self.follow_up_words | self.follow_up_answers  # no provider chosen yet
         self.known_zipf = kb.conversation.known_word_zipf
         # every piece of a provider's name stays as typed: "myAT&T" is read as "myat" and "t", and "myat" is no
         # misspelt word of ours
         names = {w for p in kb.providers.values() for a in p.aliases for w in LATIN_WORD.findall(normalise(a))}
         self.speller = Speller(word_counts + self._other_words(kb),
-                               self.follow_up_words | self.follow_up_fillers | self.follow_up_answers | names,
+                               self.follow_up_any | names,
                                self.known_zipf) if spelling else None
         self.others = ProviderFinder(kb, {s.name: (s.name, *s.aliases, *([s.en] if s.en else []))
                                           for s in kb.other_services}) if kb.other_services else None
@@ -228,9 +230,8 @@ class Reader:
         provider was chosen (`answering`: the last answer was general, or asked which provider), the words of
         saying which one you have are follow-up words too ("I have tello", "用的是薄荷", "T-Mobile的")."""
         found = words(rest, keep_stopwords=True)
-        markers = self.follow_up_words | self.follow_up_answers if answering else self.follow_up_words
-        return (all(w in markers or w in self.follow_up_fillers or w in self.follow_up_answers for w in found)
-                and (not found or any(w in markers for w in found)))
+        markers = self.answer_markers if answering else self.follow_up_words
+        return all(w in self.follow_up_any for w in found) and (not found or any(w in markers for w in found))
 
     def _gibberish(self, text: str) -> bool:
         """No Chinese, and not one Latin word known to the knowledge base or to English."""
@@ -239,7 +240,5 @@ class Reader:
         if not LATIN.search(text):
             return bool(re.sub(r"\s", "", text))  # "？？？", emoji, digits alone; "" is a bare provider name
         found = [re.sub(r"[\s&]", "", m.group()) for m in ASCII_WORD.finditer(normalise(text))]
-        return not any(w in self.known_words or w in self.follow_up_words or w in self.follow_up_fillers
-                       or w in self.follow_up_answers
-                       or english_zipf(w) >= self.known_zipf
+        return not any(w in self.known_words or w in self.follow_up_any or english_zipf(w) >= self.known_zipf
                        for w in found if not w.isdigit())

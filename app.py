@@ -448,7 +448,7 @@ def answer_now(request: dict, n: int) -> None:
         st.text(said)
     with st.chat_message("assistant"):
         with st.spinner(ui("thinking")):
-            language = None if conv.language == "auto" else conv.language
+            language = conv.answer_language(request["question"], state.browser_language)
             # Asked now, not at the page's last full run: only this slot reruns, and the operator may have
             # switched in a new index since.
             current = serving(get_assistant)

@@ -165,6 +165,13 @@ def test_a_typed_provider_answers_the_ask_back_and_the_topic_outlasts_thanks(cha
     assert "Tello 套餐 30 天一期" in answer.inner_text()  # its autopay entry, not what Tello is
 
 
+def test_an_emoji_is_answered_in_the_conversations_language(chat_page, live_server):
+    page = chat_page
+    open_chat(page, live_server.url)
+    ask(page, "how do i top up tello")
+    assert "Anything else I can help with" in ask(page, "👍").inner_text()  # not "好的", not "I didn't understand"
+
+
 def test_card_number_is_masked_and_warned(chat_page, live_server):
     page = chat_page
     open_chat(page, live_server.url)

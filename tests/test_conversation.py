@@ -59,3 +59,14 @@ def test_the_topic_outlasts_small_talk_and_the_provider_a_decline():
     assert (conv.provider, conv.topic) == ("tello", None)        # a declined question's provider is not carried
     conv.remember(Answer("那 Mint 呢", "zh", "mint_mobile", Kind.ANSWER, "**refund**", topic="refund"))
     assert (conv.provider, conv.topic) == ("mint_mobile", "refund")
+
+
+def test_a_message_with_no_letters_is_answered_in_the_conversations_language():
+    conv = Conversation()
+    assert conv.answer_language("👍", fallback="en") == "en"           # nothing said yet: the browser's
+    conv.turns.append(Turn("how do i top up tello", Answer("how do i top up tello", "en", "tello", Kind.ANSWER, "x")))
+    assert conv.answer_language("👍", fallback="zh") == "en"           # then the conversation's
+    assert conv.answer_language("？？？", fallback="zh") == "en"
+    assert conv.answer_language("谢谢", fallback="en") is None          # letters: the message's own
+    conv.language = "zh"
+    assert conv.answer_language("thanks", fallback="en") == "zh"        # the user's choice wins

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from retrieval.knowledge import KnowledgeBase
 from retrieval.serving.answer import Answer, Choice, Kind
+from retrieval.serving.text import HAN, LATIN
 from retrieval.serving.walkthrough import Walkthrough
 
 # Answers that say nothing about a topic: the one before stays for a follow-up.
@@ -86,6 +87,16 @@ class Conversation:
             self.provider = answer.provider
         if answer.kind not in KEEPS_TOPIC:
             self.topic = answer.topic
+
+    def answer_language(self, question: str, fallback: str) -> str | None:
+        """The language to answer `question` in: the user's choice; else, for a message with no letters ("👍",
+        "？？？"), the conversation's so far (`fallback`, the browser's, before any answer); else None: the
+        question's own."""
+        if self.language != "auto":
+            return self.language
+        if HAN.search(question) or LATIN.search(question):
+            return None
+        return self.turns[-1].answer.language if self.turns else fallback
 
     def head_json(self) -> dict:
         return {"format": FORMAT, "turns": len(self.turns), "walk": self.walk.to_json() if self.walk else None,

@@ -202,10 +202,7 @@ def start_session() -> None:
 
 
 def ui_language() -> str:
-    conv: Conversation = state.conv
-    if conv.language != "auto":
-        return conv.language
-    return conv.turns[-1].answer.language if conv.turns else state.browser_language
+    return state.conv.shown_language(state.browser_language)
 
 
 def ui(key: str, language: str | None = None) -> str:

@@ -88,15 +88,19 @@ class Conversation:
         if answer.kind not in KEEPS_TOPIC:
             self.topic = answer.topic
 
-    def answer_language(self, question: str, fallback: str) -> str | None:
-        """The language to answer `question` in: the user's choice; else, for a message with no letters ("👍",
-        "？？？"), the conversation's so far (`fallback`, the browser's, before any answer); else None: the
-        question's own."""
+    def shown_language(self, fallback: str) -> str:
+        """The conversation's language: the user's choice, else the last answer's, else `fallback` (the
+        browser's). The page's own labels are in it."""
         if self.language != "auto":
             return self.language
-        if HAN.search(question) or LATIN.search(question):
-            return None
         return self.turns[-1].answer.language if self.turns else fallback
+
+    def answer_language(self, question: str, fallback: str) -> str | None:
+        """The language to answer `question` in: the user's choice; else, for a message with no letters ("👍",
+        "？？？"), the conversation's (`shown_language`); else None: the question's own."""
+        if self.language == "auto" and (HAN.search(question) or LATIN.search(question)):
+            return None
+        return self.shown_language(fallback)
 
     def head_json(self) -> dict:
         return {"format": FORMAT, "turns": len(self.turns), "walk": self.walk.to_json() if self.walk else None,

@@ -213,6 +213,8 @@ class KnowledgeBase:
     keep_words: tuple[str, ...] = ()  # with a US number's words: keeping it alive (or topping it up), never declined
     account_words: tuple[str, ...] = ()  # with a phone line of ours named: signing in to it, never declined
     takeover_words: tuple[str, ...] = ()  # with any provider of ours named: its account taken over, never declined
+    number_words: tuple[str, ...] = ()  # with takeover_words and no provider: a number taken over, never declined
+    card_words: tuple[str, ...] = ()  # with paying_words and a phone line of ours named: paying it, never declined
     refused_words: tuple[str, ...] = ()  # with a phone line of ours named: paying it failed, never declined
     public_wifi_words: tuple[str, ...] = ()  # with a word of paying: paying on a public network, never declined
     paying_words: tuple[str, ...] = ()
@@ -442,10 +444,12 @@ def _topic_examples(docs: dict[str, Any], known: list[str], topics: dict[str, To
     return tuple((e.q, e.provider, e.topic) for e in f.examples) if f else ()
 
 
-def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors: list[str]) -> dict[str, tuple]:
+def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], known: list[str],
+                    errors: list[str]) -> dict[str, tuple]:
     """other_services.yaml (the services, the words of a US number, the words of a phone bill, the topics that are
     not ours and the words that make a question ours after all), as KnowledgeBase fields; refusing a name that is
-    also one of our providers' (it would decline our own)."""
+    also one of our providers' (it would decline our own), and a topic's provider that the catalog does not list
+    (`known`; a provider without a guide yet may be listed)."""
     if OTHER_SERVICES_FILE not in docs:
         return {}
     f = validate(OTHER_SERVICES_FILE, docs[OTHER_SERVICES_FILE], OtherServicesFile, {}, errors)
@@ -463,14 +467,14 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], errors
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} names our provider {ours[key]!r}")
             elif seen.setdefault(key, s.name) != s.name:
                 errors.append(f"{OTHER_SERVICES_FILE}: {s.name}: aliases: {name!r} is also {seen[key]!r}")
-    known = {pf.provider.id for pf in files.values()}
     errors += [f"{OTHER_SERVICES_FILE}: other_topics: {t.name}: providers: unknown provider {p!r}"
                for t in f.other_topics for p in t.providers if p not in known]
 
     return {"other_services": tuple(OtherService(s.name, s.kind, s.aliases, s.en) for s in f.other_services),
             "us_number_words": _both(f.us_number_words), "phone_words": _both(f.phone_words),
             "keep_words": _both(f.keep_words), "account_words": _both(f.account_words),
-            "takeover_words": _both(f.takeover_words),
+            "takeover_words": _both(f.takeover_words), "number_words": _both(f.number_words),
+            "card_words": _both(f.card_words),
             "refused_words": _both(f.refused_words), "public_wifi_words": _both(f.public_wifi_words),
             "paying_words": _both(f.paying_words),
             "other_topics": tuple(OtherTopic(t.name, t.en, _both(t.words), t.providers, _both(t.also),
@@ -527,7 +531,7 @@ def load_knowledge(directory: Path) -> KnowledgeBase:
         if parsed is not None:
             files[name] = parsed
     errors += _cross_file_errors(files, complete=len(files) == len(provider_files))
-    others = _other_services(docs, files, errors)
+    others = _other_services(docs, files, known, errors)
     learned, learned_paths = _learned(directory, errors)
     errors += _learned_errors(learned, files, off_topic, complete=len(files) == len(provider_files))
     if errors:

@@ -391,6 +391,12 @@ class OtherServicesFile(Schema):
     # words of an account or number taken over ("被盗", "hijacked"): with any provider of ours named or chosen,
     # Google Voice too, a question is ours, never declined
     takeover_words: PerLanguage[Texts] | None = None
+    # words of a phone number itself ("号码", "my number"): beside a word of takeover_words and with no provider
+    # named, a number taken over, ours, never declined
+    number_words: PerLanguage[Texts] | None = None
+    # words of a card ("信用卡", "debit card"): with a word of paying and a phone line of ours named, paying that
+    # line by card, ours, never declined
+    card_words: PerLanguage[Texts] | None = None
     # words of a payment refused ("被拒", "declined", "支付失败"): with a phone line of ours named, the line's own
     # payment failed, a question that is ours, never declined
     refused_words: PerLanguage[Texts] | None = None

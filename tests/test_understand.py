@@ -153,6 +153,50 @@ def test_call_forwarding_has_its_own_words_of_ours(real_reader, question, topic)
     assert real_reader.read(question).other_topic == topic
 
 
+PORT_IN = "把号码转入运营商"
+
+
+@pytest.mark.parametrize(("question", "provider", "topic"), [
+    ("Porting my number into Tello from AT&T. How long does it usually take for Tello to activate it?", None, PORT_IN),
+    ("想 port in 到 Tello，Tello 那边 activation 卡住两天了", None, PORT_IN),
+    ("想把朋友不用的号码转入到US Mobile 新开户转入的时候要填什么", None, PORT_IN),
+    ("转入要等几天", "visible", PORT_IN),  # the carrier chosen earlier
+    ("把 T-Mobile 的号码转入 GV 要多少钱", None, None),  # into Google Voice: ours (its port-in fee)
+    ("what do i need to port into gv", None, None),
+    ("porting into Mint, where do I find my AT&T transfer PIN", None, None),  # the old line's side: ours
+    ("转入要等几天", None, None),  # into what?
+])
+def test_moving_a_number_into_a_carrier_is_not_ours(real_reader, question, provider, topic):
+    # knowledge/other_services.yaml: every provider named must be one of the topic's (Google Voice is not)
+    assert real_reader.read(question, provider=provider).other_topic == topic
+
+
+@pytest.mark.parametrize(("question", "provider", "ours"), [
+    ("number 被 hijack 了 收不到 银行 OTP 怎么办 急", None, True),  # no provider named: number_words
+    ("my phone number got hijacked, how do i get it back", None, True),
+    ("號碼被盜了怎麼辦", None, True),  # Traditional, read as Simplified
+    ("微信号被盗了怎么办", None, False),  # an account of another service, not a phone number
+    ("my whatsapp got hacked", None, False),
+])
+def test_a_number_taken_over_is_ours_with_no_provider_named(real_reader, question, provider, ours):
+    u = real_reader.read(question, provider=provider)
+    assert u.own_account is ours and u.ours is ours
+
+
+@pytest.mark.parametrize(("question", "provider", "pays"), [
+    ("Ultra Mobile 點樣增值？我喺香港，用香港信用卡得唔得㗎？", None, True),  # Hong Kong reads as the SIMs we decline
+    ("can i pay my tello bill with a chinese debit card", None, True),
+    ("信用卡可以付吗", "mint_mobile", True),  # the line chosen earlier
+    ("信用卡年费大概多少呢", None, False),  # no line of ours: a bank's card
+    ("can i pay google voice credit with a visa card", None, False),  # Google Voice is no line: the models judge
+    ("Tello 的语音信箱要付费吗 信用卡扣的", None, False),  # a topic not ours
+])
+def test_paying_a_line_of_ours_by_card_is_ours(real_reader, question, provider, pays):
+    # knowledge/other_services.yaml: card_words and paying_words, beside a carrier or business line of ours
+    u = real_reader.read(question, provider=provider)
+    assert u.pays_line_by_card is pays and u.ours is pays
+
+
 @pytest.mark.parametrize(("question", "keeps"), [
     ("I am living in china now, which is cheapest way for keep my US number not be cancel?", True),
     ("回國以後美國手機號怎麼保號", True), ("how do i keep my us phone alive from abroad", True),

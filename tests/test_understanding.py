@@ -344,3 +344,38 @@ def test_which_provider_buttons_list_consumer_services_first(real_assistant):
     assert order[:6] == ["google_voice", "t_mobile_prepaid", "mint_mobile", "us_mobile", "att_prepaid",
                          "verizon_prepaid"]
     assert set(order[-3:]) == {"ringcentral", "nextiva", "skype"}
+
+
+@pytest.mark.parametrize("question", [
+    "号码被 hijack 了，bank 的 2FA 全在上面，急！第一步该做什么",
+    "number 被 hijack 了 收不到 银行 OTP 怎么办 急",
+])
+def test_a_number_taken_over_with_no_provider_named_is_answered(real_assistant, question):
+    """No provider named, but a phone number taken over (takeover_words beside number_words): general advice on
+    securing the number, not a decline."""
+    a = real_assistant.ask(question)
+    assert a.kind is not Kind.DECLINE and a.entry_id == "gen-account-security"
+
+
+@pytest.mark.parametrize(("question", "provider"), [
+    ("Ultra Mobile 點樣增值？我阿妹喺美國讀書用緊 Ultra，我喺香港，用香港信用卡得唔得㗎？", "ultra_mobile"),
+    ("RC 可唔可以用香港公司卡俾錢？我哋公司喺香港，開咗個 RingCentral，而家要俾年費", "ringcentral"),
+])
+def test_paying_a_line_of_ours_by_a_hong_kong_card_is_answered(real_assistant, question, provider):
+    """Hong Kong read as the Hong Kong SIMs we decline; a line of ours, a card and paying say it is ours."""
+    a = real_assistant.ask(question)
+    entry = real_assistant.kb.by_id[a.entry_id]
+    assert a.kind is Kind.ANSWER and entry.provider in (provider, "general")
+    assert entry.topic in ("currency", "payment_methods", "topup_steps"), (a.entry_id, entry.topic)
+
+
+@pytest.mark.parametrize("question", [
+    "Porting my number into Tello from AT&T. How long does it usually take for Tello to activate it?",
+    "想 port in 到 Tello，Tello 那边 activation 卡住两天了",
+])
+def test_moving_a_number_into_a_carrier_is_declined_by_its_name(real_assistant, question):
+    """Our guides move a number out of a line (and into Google Voice); a carrier's own port-in is its matter."""
+    a = real_assistant.ask(question)
+    names = ("把号码转入运营商", "moving a number into a carrier")  # the topic by its name, in the question's language
+    assert a.kind is Kind.DECLINE and any(name in a.markdown for name in names)
+    assert "tello.com" in a.markdown  # the carrier's help page

@@ -80,7 +80,8 @@ def _without_narrow_topics(a: Assistant) -> Assistant:
 VARIANTS = (
     Variant("**as shipped**: product words, speller, other services and topics by name (other services' codes on a "
             "Google Voice number and call forwarding among them), keeping a US number, signing in to a line, any "
-            "provider's account taken over, a line refusing a card and paying on a public network as ours, several "
+            "provider's account taken over, a number taken over, a line refusing a card, paying a line by card and "
+            "paying on a public network as ours, several "
             "providers compared, a bare action read as how-to, topic models (vector and words), learned decline rule",
             lambda a: a, False),
     Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
@@ -111,12 +112,17 @@ VARIANTS = (
             "card\" too)", _without(refused_words=()), False),
     Variant("without paying on a public network as ours (public_wifi_words: the rule judges \"在星巴克连公共wifi充话费"
             "安全吗\" too)", _without(public_wifi_words=()), False),
+    Variant("without a number taken over as ours with no provider named (number_words: the rule judges \"号码被 "
+            "hijack 了\" too)", _without(number_words=()), False),
+    Variant("without paying a line of ours by card as ours (card_words: the rule judges \"Ultra 用香港信用卡得唔得\" "
+            "too)", _without(card_words=()), False),
     Variant("without comparing several providers (three named: the first one is the provider, as with two)",
             _without_comparing, False),
     Variant("without a bare action read as how-to (bare_actions: \"Tello 充话费\" read as typed, as amounts)",
             _without(bare_actions=()), False),
-    Variant("without the narrow topics not ours: other services' codes on a Google Voice number, call forwarding "
-            "(\"WeChat code never arrives on my google voice\" left to the models)", _without_narrow_topics, False),
+    Variant("without the narrow topics not ours: other services' codes on a Google Voice number, call forwarding, "
+            "moving a number into a carrier (\"WeChat code never arrives on my google voice\" left to the models)",
+            _without_narrow_topics, False),
 )
 
 

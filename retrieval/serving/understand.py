@@ -73,13 +73,17 @@ class Understood:
     own_payment_refused: bool = False
     # paying on a public network ("在机场连公共wifi充话费安全吗"): the safety topic, ours, never declined
     pays_on_public_wifi: bool = False
+    # paying a phone line of ours by card ("Ultra…用香港信用卡得唔得"): payment methods or currency, ours, never
+    # declined
+    pays_line_by_card: bool = False
     # every provider of ours named, in order, when the question names several ("GV、Tello、US Mobile 哪个划算")
     compared: tuple[str, ...] = ()
 
     @property
     def ours(self) -> bool:
         """The question says by its words that it is ours, whatever the decline signals."""
-        return self.keeps_us_number or self.own_account or self.own_payment_refused or self.pays_on_public_wifi
+        return (self.keeps_us_number or self.own_account or self.own_payment_refused or self.pays_on_public_wifi
+                or self.pays_line_by_card)
 
 
 class Reader:
@@ -104,7 +108,8 @@ class Reader:
         self.known_zipf = kb.conversation.known_word_zipf
         # every piece of a provider's name stays as typed: "myAT&T" is read as "myat" and "t", and "myat" is no
         # misspelt word of ours
-        names = {w for p in kb.providers.values() for a in p.aliases for w in LATIN_WORD.findall(normalise(a))}
+        names = {w for p in kb.providers.values() for a in (*p.aliases, *p.hints)
+                 for w in LATIN_WORD.findall(normalise(a))}
         self.speller = Speller(word_counts + self._other_words(kb),
                                self.follow_up_any | names,
                                self.known_zipf) if spelling else None
@@ -121,7 +126,8 @@ class Reader:
                                self.ours if t.ours is None else _pattern(t.ours)) for t in kb.other_topics if t.narrow]
         self.keep, self.account, self.refused = (_pattern(kb.keep_words), _pattern(kb.account_words),
                                                  _pattern(kb.refused_words))
-        self.takeover = _pattern(kb.takeover_words)
+        self.takeover, self.number, self.card = (_pattern(kb.takeover_words), _pattern(kb.number_words),
+                                                 _pattern(kb.card_words))
         self.public_wifi, self.paying = _pattern(kb.public_wifi_words), _pattern(kb.paying_words)
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
         # each action by its letters alone ("top-up", "topup" and "top up" are one), read as the first form listed
@@ -162,7 +168,7 @@ class Reader:
         provider = None if compared else named or carried
         rest = self.finder.strip(spelled, keep_names_if_empty=False, matches=mentions)
         topic = topic if isinstance(topic, str) and topic in self.kb.topics else None
-        other_topic = self._other_topic(spelled, provider)
+        other_topic = self._other_topic(spelled, provider, several)
         return Understood(
             text=text, language=lang, provider=provider, named=named, spelled=spelled,
             matched=self._how_to(self.terms.apply(rest or spelled)),
@@ -173,8 +179,11 @@ class Reader:
             keeps_us_number=bool(self.keep and self.us_number and self.keep.search(spelled)
                                  and self.us_number.search(spelled)),
             own_account=(self._own_line(provider, spelled, self.account)
-                         or self._own_line(provider, spelled, self.takeover, any_kind=True)),
+                         or self._own_line(provider, spelled, self.takeover, any_kind=True)
+                         or self._number_taken_over(provider, spelled)),
             own_payment_refused=self._own_line(provider, spelled, self.refused),
+            pays_line_by_card=bool(self._own_line(provider, spelled, self.card) and self.paying
+                                   and self.paying.search(spelled)),
             pays_on_public_wifi=bool(self.public_wifi and self.paying and self.public_wifi.search(spelled)
                                      and self.paying.search(spelled)),
             compared=compared)
@@ -195,18 +204,27 @@ class Reader:
         return bool((provider in self.lines or (any_kind and provider)) and pattern and pattern.search(spelled)
                     and not (self.other_topics and self.other_topics.search(spelled)))
 
-    def _other_topic(self, spelled: str, provider: str | None) -> str | None:
+    def _number_taken_over(self, provider: str | None, spelled: str) -> bool:
+        """A phone number taken over with no provider named or chosen ("number 被 hijack 了 收不到 银行 OTP"): a word
+        of takeover_words beside one of number_words, and no topic that is not ours."""
+        return bool(provider is None and self.takeover and self.number and self.takeover.search(spelled)
+                    and self.number.search(spelled)
+                    and not (self.other_topics and self.other_topics.search(spelled)))
+
+    def _other_topic(self, spelled: str, provider: str | None, named: tuple[str, ...] = ()) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,
         of the account or of keeping a number ("tello 漫游怎么收费" is the models' to judge); then a narrow topic, named
         only beside its providers, by two words together or left to the models by its own words of ours ("WeChat
         code never arrives on my google voice"). `spelled`: the question normalised, misspellings read; `provider`:
-        the one named or chosen. (A narrow topic does not keep a line's own sign-in from being ours, `_own_line`:
-        today's only one is Google Voice's, which is no line.)"""
+        the one named or chosen; `named`: every provider the question names, all of which must be the topic's
+        ("把 T-Mobile 的号码转入 GV" is Google Voice's port-in, ours). (A narrow topic does not keep a line's own
+        sign-in from being ours, `_own_line`.)"""
         found = self.other_topics.search(spelled) if self.other_topics else None
         if found is not None and not (self.ours and self.ours.search(spelled)):
             return self.topic_of[found.group()]
         for topic, named_by, also, ours in self.narrow_topics:
-            if ((not topic.providers or provider in topic.providers) and named_by and named_by.search(spelled)
+            if ((not topic.providers or (provider in topic.providers and set(named) <= set(topic.providers)))
+                    and named_by and named_by.search(spelled)
                     and (also is None or also.search(spelled)) and not (ours and ours.search(spelled))):
                 return topic.name
         return None

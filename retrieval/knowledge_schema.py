@@ -310,6 +310,7 @@ class ConversationFile(Schema):
     follow_up_words: PerLanguage[Texts]
     follow_up_fillers: PerLanguage[Texts] | None = None
     follow_up_answers: PerLanguage[Texts] | None = None
+    question_words: PerLanguage[Texts] | None = None
     known_word_zipf: float
     provider_order: tuple[Text, ...] = ()
     context: PerLanguage[Texts] | None = None

@@ -338,6 +338,20 @@ def test_saying_which_provider_after_a_general_answer(reader, question, follow_u
         assert not reader.read(question, provider="google_voice", topic="refund").follow_up
 
 
+@pytest.mark.parametrize(("question", "says_which"), [
+    ("Tello 的 3个月套餐", True),        # a description, nothing asked (conversation.yaml, question_words)
+    ("tello, the basic plan", True),
+    ("Tello 怎么充值", False),           # a question word
+    ("tello, is it cheap", False),
+    ("Tello?", False),                  # a question mark (a name alone is a follow-up anyway)
+    ("Tello 和 GV", False),              # two providers: never
+])
+def test_a_reply_that_asks_nothing_may_say_which_provider(reader, question, says_which):
+    assert reader.read(question, provider=None, topic="refund").says_which is says_which
+    assert not reader.read(question, provider="google_voice", topic="refund").says_which  # one chosen already
+    assert not reader.read(question, provider=None, topic=None).says_which  # nothing was asked before
+
+
 # -- gibberish ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("question", "gibberish"), [
     ("asdfgh", True),

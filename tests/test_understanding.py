@@ -379,3 +379,17 @@ def test_moving_a_number_into_a_carrier_is_declined_by_its_name(real_assistant, 
     names = ("把号码转入运营商", "moving a number into a carrier")  # the topic by its name, in the question's language
     assert a.kind is Kind.DECLINE and any(name in a.markdown for name in names)
     assert "tello.com" in a.markdown  # the carrier's help page
+
+
+@pytest.mark.parametrize(("reply", "provider", "topic"), [
+    ("visible, the basic plan", "visible", "refund"),           # says which, however it describes it
+    ("Mint 的 3个月套餐", "mint_mobile", "refund"),
+    ("Tello, my card got declined", "tello", "payment_failed"),  # a problem of its own, stated without a question
+    ("cricket 扣了两次钱", "cricket", "refund"),
+    ("us mobile 自动续费关掉", "us_mobile", "auto_topup"),
+])
+def test_a_reply_to_which_provider_keeps_the_question_unless_it_names_a_topic(real_assistant, reply, provider, topic):
+    """After "which provider?" for a refund question, a reply that asks nothing answers it for the provider named,
+    unless its own words name a topic (the word topic model, says_which_topic_probability)."""
+    a = real_assistant.ask(reply, provider=None, topic="refund")
+    assert a.kind is Kind.ANSWER and (a.provider, a.topic) == (provider, topic)

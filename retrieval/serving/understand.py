@@ -41,6 +41,7 @@ def _pattern(words) -> re.Pattern | None:
 
 
 PUNCTUATION_ONLY = re.compile(r"[\s\W_]+")
+QUESTION_MARK = re.compile(r"[?？]")
 
 
 def _unpunctuated(rest: str) -> str:
@@ -76,6 +77,9 @@ class Understood:
     # paying a phone line of ours by card ("Ultra…用香港信用卡得唔得"): payment methods or currency, ours, never
     # declined
     pays_line_by_card: bool = False
+    # one provider named, none chosen yet, a topic carried and nothing asked ("Mint 的 3个月套餐" after "which
+    # provider?"): perhaps a reply saying which provider, if its words name no topic of their own (the assistant judges)
+    says_which: bool = False
     # every provider of ours named, in order, when the question names several ("GV、Tello、US Mobile 哪个划算")
     compared: tuple[str, ...] = ()
 
@@ -105,6 +109,7 @@ class Reader:
         self.follow_up_answers = {normalise(w) for ws in kb.conversation.follow_up_answers.values() for w in ws}
         self.follow_up_any = self.follow_up_words | self.follow_up_fillers | self.follow_up_answers
         self.answer_markers = self.follow_up_words | self.follow_up_answers  # no provider chosen yet
+        self.asking = _pattern([w for ws in kb.conversation.question_words.values() for w in ws])
         self.known_zipf = kb.conversation.known_word_zipf
         # every piece of a provider's name stays as typed: "myAT&T" is read as "myat" and "t", and "myat" is no
         # misspelt word of ours
@@ -173,6 +178,7 @@ class Reader:
             text=text, language=lang, provider=provider, named=named, spelled=spelled,
             matched=self._how_to(self.terms.apply(rest or spelled)),
             follow_up=(len(several) == 1 and self._only_follow_up_words(rest, answering=carried is None)),
+            says_which=(len(several) == 1 and carried is None and topic is not None and self._says_which(rest)),
             topic=topic, gibberish=bool(text) and self._gibberish(_unpunctuated(rest) if named else text),
             notices=tuple(notices), secrets=masked.found,
             other=self._other_service(norm) if named is None else None, other_topic=other_topic,
@@ -250,6 +256,12 @@ class Reader:
         found = words(rest, keep_stopwords=True)
         markers = self.answer_markers if answering else self.follow_up_words
         return all(w in self.follow_up_any for w in found) and (not found or any(w in markers for w in found))
+
+    def _says_which(self, rest: str) -> bool:
+        """Whether what is left beside the one provider named, in a reply to "which provider?" (or to general
+        advice), asks nothing: no question mark and no word of question_words ("Mint 的 3个月套餐", "visible, the
+        basic plan"). Then the reply says which provider, however it describes it."""
+        return bool(self.asking) and not QUESTION_MARK.search(rest) and not self.asking.search(rest)
 
     def _gibberish(self, text: str) -> bool:
         """No Chinese, and not one Latin word known to the knowledge base or to English."""

@@ -152,22 +152,21 @@ class Assistant:
         intent = self.small_talk_intent(u, reading.ranking)
         if intent:
             return self._small_talk(intent, u, echo), reading
-        if u.topic and (u.follow_up or (u.says_which and self._names_no_topic(u))):
+        if u.topic and (u.follow_up or (u.says_which and self._names_no_topic(reading))):
             return self._follow_up(u, reading, echo), reading
         return None, reading
 
-    def _names_no_topic(self, u: Understood) -> bool:
+    def _names_no_topic(self, reading: Reading) -> bool:
         """Whether a reply that names a provider and asks nothing ("visible, the basic plan", "Mint 的 3个月套餐")
-        says no more than which provider: the word topic model finds no topic in its words but the overview or the
-        topic carried, or none with at least `says_which_topic_probability`. "Tello, my card got declined" and
-        "mint 扣了两次钱" name a topic of their own (payment failed, refund) and are questions of their own."""
-        if self.classifiers is None:
+        says no more than which provider: the topic models (fused, as the ranking uses them) find no topic in its
+        words but the overview or the topic carried, or none with at least `says_which_topic_probability`. "Tello,
+        my card got declined" and "mint 扣了两次钱" name a topic of their own (payment failed, refund) and are
+        questions of their own."""
+        if reading.topic_log_probability is None:
             return False
-        model = self.classifiers.word_topic
-        probabilities = dict(zip(model.linear.classes, model.probabilities(u.matched), strict=True))
-        best = max(probabilities, key=probabilities.__getitem__)
-        return (best in ("overview", u.topic)
-                or probabilities[best] < self.decision.says_which_topic_probability)
+        best = int(np.argmax(reading.topic_log_probability))
+        return (self.topic_ids[best] in ("overview", reading.understood.topic)
+                or float(np.exp(reading.topic_log_probability[best])) < self.decision.says_which_topic_probability)
 
     def decide(self, reading: Reading) -> Answer:
         """Decline what is not ours; else answer, ask which provider, or ask "did you mean"."""

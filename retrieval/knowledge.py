@@ -183,6 +183,8 @@ class Conversation:
     follow_up_answers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "I have tello": no provider yet
     # words that ask ("吗", "怎么", "how"): a reply to "which provider?" without one says which ("Mint 的 3个月套餐")
     question_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # words of the same again ("也", "same"): beside another provider, the last question unless another topic is named
+    same_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     known_word_zipf: float = 3.0
     provider_order: tuple[str, ...] = ()  # the "which provider?" buttons, first to last
     context: dict[str, tuple[str, ...]] = field(default_factory=dict)  # what people write around a question
@@ -417,8 +419,9 @@ def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> 
     fillers = {lang: getattr(f.follow_up_fillers, lang) for lang in LANGUAGES} if f.follow_up_fillers else {}
     answers = {lang: getattr(f.follow_up_answers, lang) for lang in LANGUAGES} if f.follow_up_answers else {}
     asking = {lang: getattr(f.question_words, lang) for lang in LANGUAGES} if f.question_words else {}
+    same = {lang: getattr(f.same_words, lang) for lang in LANGUAGES} if f.same_words else {}
     context = {lang: getattr(f.context, lang) for lang in LANGUAGES} if f.context else {}
-    return Conversation(intents, words, fillers, answers, asking, f.known_word_zipf, f.provider_order, context)
+    return Conversation(intents, words, fillers, answers, asking, same, f.known_word_zipf, f.provider_order, context)
 
 
 def _both(words) -> tuple[str, ...]:

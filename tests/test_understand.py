@@ -352,6 +352,18 @@ def test_a_reply_that_asks_nothing_may_say_which_provider(reader, question, says
     assert not reader.read(question, provider=None, topic=None).says_which  # nothing was asked before
 
 
+@pytest.mark.parametrize(("question", "same"), [
+    ("same deal with tello?", True),     # a word of the same again (conversation.yaml, same_words)
+    ("tello 一样步骤吗", True),
+    ("tello 也有 2FA 吧", True),
+    ("tello 怎么充值", False),
+    ("Tello 和 GV 一样吗", False),        # two providers: a comparison, not the last question again
+])
+def test_a_word_of_the_same_again_beside_a_provider(reader, question, same):
+    assert reader.read(question, provider="google_voice", topic="refund").asks_same is same
+    assert not reader.read(question, provider="google_voice", topic=None).asks_same  # nothing was asked before
+
+
 # -- gibberish ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("question", "gibberish"), [
     ("asdfgh", True),

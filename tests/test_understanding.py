@@ -393,3 +393,14 @@ def test_a_reply_to_which_provider_keeps_the_question_unless_it_names_a_topic(re
     unless its own words name a topic (the word topic model, says_which_topic_probability)."""
     a = real_assistant.ask(reply, provider=None, topic="refund")
     assert a.kind is Kind.ANSWER and (a.provider, a.topic) == (provider, topic)
+
+
+@pytest.mark.parametrize(("message", "provider", "topic"), [
+    ("same deal with tmo?", "t_mobile_prepaid", "arrival_time"),   # the same again, more than follow-up words
+    ("h2o 一样步骤吗", "h2o_wireless", "arrival_time"),
+    ("tmo 也能自动充值吗", "t_mobile_prepaid", "auto_topup"),       # another topic named: a question of its own
+])
+def test_the_same_again_for_another_provider_keeps_the_topic_unless_another_is_named(real_assistant, message,
+                                                                                      provider, topic):
+    a = real_assistant.ask(message, provider="tello", topic="arrival_time")
+    assert a.kind is Kind.ANSWER and (a.provider, a.topic) == (provider, topic)

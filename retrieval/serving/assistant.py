@@ -152,7 +152,7 @@ class Assistant:
         intent = self.small_talk_intent(u, reading.ranking)
         if intent:
             return self._small_talk(intent, u, echo), reading
-        if u.topic and (u.follow_up or (u.says_which and self._names_no_topic(reading))):
+        if u.topic and (u.follow_up or ((u.says_which or u.asks_same) and self._names_no_topic(reading))):
             return self._follow_up(u, reading, echo), reading
         return None, reading
 

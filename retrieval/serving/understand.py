@@ -80,6 +80,9 @@ class Understood:
     # one provider named, none chosen yet, a topic carried and nothing asked ("Mint 的 3个月套餐" after "which
     # provider?"): perhaps a reply saying which provider, if its words name no topic of their own (the assistant judges)
     says_which: bool = False
+    # one provider named, a topic carried and a word of the same again ("same deal with tmo?", "h2o 一样步骤吗"): the
+    # last question again, if its words name no topic of their own (the assistant judges)
+    asks_same: bool = False
     # every provider of ours named, in order, when the question names several ("GV、Tello、US Mobile 哪个划算")
     compared: tuple[str, ...] = ()
 
@@ -110,6 +113,7 @@ class Reader:
         self.follow_up_any = self.follow_up_words | self.follow_up_fillers | self.follow_up_answers
         self.answer_markers = self.follow_up_words | self.follow_up_answers  # no provider chosen yet
         self.asking = _pattern([w for ws in kb.conversation.question_words.values() for w in ws])
+        self.same = _pattern([w for ws in kb.conversation.same_words.values() for w in ws])
         self.known_zipf = kb.conversation.known_word_zipf
         # every piece of a provider's name stays as typed: "myAT&T" is read as "myat" and "t", and "myat" is no
         # misspelt word of ours
@@ -179,6 +183,7 @@ class Reader:
             matched=self._how_to(self.terms.apply(rest or spelled)),
             follow_up=(len(several) == 1 and self._only_follow_up_words(rest, answering=carried is None)),
             says_which=(len(several) == 1 and carried is None and topic is not None and self._says_which(rest)),
+            asks_same=bool(len(several) == 1 and topic is not None and self.same and self.same.search(rest)),
             topic=topic, gibberish=bool(text) and self._gibberish(_unpunctuated(rest) if named else text),
             notices=tuple(notices), secrets=masked.found,
             other=self._other_service(norm) if named is None else None, other_topic=other_topic,

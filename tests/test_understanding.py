@@ -16,7 +16,8 @@ CARRIERS = {
 }
 FORMS = ("{} 怎么交话费", "{} 怎么充话费", "{} 话费怎么充", "how do I pay my {} bill",
          # the bare forms: the embedding alone reads them as amounts or safety (vocabulary.yaml, bare_actions)
-         "{} 充话费", "{} 付话费", "{} 冲话费", "{} 交话费", "{} refill")
+         "{} 充话费", "{} 付话费", "{} 冲话费", "{} 交话费", "{} refill",
+         "{} 交花费")  # 话费 typed by its sound, as pinyin input offers it
 
 
 @pytest.mark.parametrize("form", FORMS)

@@ -47,17 +47,27 @@ def test_who_may_change_ringcentrals_card_gets_the_roles(real_assistant):
     assert a.kind is Kind.ANSWER and "Billing Admin" in a.markdown
 
 
-@pytest.mark.parametrize(("question", "provider"), [
-    ("US Mobile declines my Wise card, the billing address is a friend's in Boston", "us_mobile"),
-    ("AT&T 預付卡人在香港，網上付款被拒三次，滙豐的卡", "att_prepaid"),
-    ("h2o 付不了 一直提示 payment failed", "h2o_wireless"),
+REFUSED = ("payment_failed", "currency", "payment_methods")
+
+
+@pytest.mark.parametrize(("question", "provider", "topics"), [
+    # a line of ours refusing a card (refused_words)
+    ("US Mobile declines my Wise card, the billing address is a friend's in Boston", "us_mobile", REFUSED),
+    ("AT&T 預付卡人在香港，網上付款被拒三次，滙豐的卡", "att_prepaid", REFUSED),
+    ("h2o 付不了 一直提示 payment failed", "h2o_wireless", REFUSED),
+    # a line of ours paid by card (card_words, paying_words): Hong Kong read as the Hong Kong SIMs we decline
+    ("Ultra Mobile 點樣增值？我阿妹喺美國讀書用緊 Ultra，我喺香港，用香港信用卡得唔得㗎？", "ultra_mobile",
+     ("currency", "payment_methods", "topup_steps")),
+    ("RC 可唔可以用香港公司卡俾錢？我哋公司喺香港，開咗個 RingCentral，而家要俾年費", "ringcentral",
+     ("currency", "payment_methods", "topup_steps")),
 ])
-def test_a_line_of_ours_refusing_a_card_is_answered(real_assistant, question, provider):
-    """A carrier named and its payment refused is ours whatever the decline rule says (refused_words)."""
+def test_a_line_of_ours_and_a_card_is_answered(real_assistant, question, provider, topics):
+    """A carrier or business line named and paying it by card, refused or not, is ours whatever the decline rule
+    says."""
     a = real_assistant.ask(question)
     entry = real_assistant.kb.by_id[a.entry_id]
     assert a.kind is Kind.ANSWER and entry.provider in (provider, "general")
-    assert entry.topic in ("payment_failed", "currency", "payment_methods"), (a.entry_id, entry.topic)
+    assert entry.topic in topics, (a.entry_id, entry.topic)
 
 
 @pytest.mark.parametrize("question", [
@@ -356,18 +366,6 @@ def test_a_number_taken_over_with_no_provider_named_is_answered(real_assistant, 
     securing the number, not a decline."""
     a = real_assistant.ask(question)
     assert a.kind is not Kind.DECLINE and a.entry_id == "gen-account-security"
-
-
-@pytest.mark.parametrize(("question", "provider"), [
-    ("Ultra Mobile 點樣增值？我阿妹喺美國讀書用緊 Ultra，我喺香港，用香港信用卡得唔得㗎？", "ultra_mobile"),
-    ("RC 可唔可以用香港公司卡俾錢？我哋公司喺香港，開咗個 RingCentral，而家要俾年費", "ringcentral"),
-])
-def test_paying_a_line_of_ours_by_a_hong_kong_card_is_answered(real_assistant, question, provider):
-    """Hong Kong read as the Hong Kong SIMs we decline; a line of ours, a card and paying say it is ours."""
-    a = real_assistant.ask(question)
-    entry = real_assistant.kb.by_id[a.entry_id]
-    assert a.kind is Kind.ANSWER and entry.provider in (provider, "general")
-    assert entry.topic in ("currency", "payment_methods", "topup_steps"), (a.entry_id, entry.topic)
 
 
 @pytest.mark.parametrize("question", [

@@ -165,6 +165,14 @@ def test_a_typed_provider_answers_the_ask_back_and_the_topic_outlasts_thanks(cha
     assert "Tello 套餐 30 天一期" in answer.inner_text()  # its autopay entry, not what Tello is
 
 
+def test_a_reply_that_describes_the_plan_answers_the_ask_back(chat_page, live_server):
+    page = chat_page
+    open_chat(page, live_server.url)
+    ask(page, "how do i turn on autopay")                       # "which provider?"
+    answer = ask(page, "visible, the basic plan")               # says which, asks nothing: Visible's autopay
+    assert "Visible autopay" in answer.inner_text()             # not what Visible is
+
+
 def test_an_emoji_is_answered_in_the_conversations_language(chat_page, live_server):
     page = chat_page
     open_chat(page, live_server.url)

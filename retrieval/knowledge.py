@@ -185,6 +185,8 @@ class Conversation:
     question_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # words of the same again ("也", "same"): beside another provider, the last question unless another topic is named
     same_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # words of correcting oneself ("不是", "i meant"): another provider named with them is the last question again
+    correction_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     known_word_zipf: float = 3.0
     provider_order: tuple[str, ...] = ()  # the "which provider?" buttons, first to last
     context: dict[str, tuple[str, ...]] = field(default_factory=dict)  # what people write around a question
@@ -420,8 +422,10 @@ def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> 
     answers = {lang: getattr(f.follow_up_answers, lang) for lang in LANGUAGES} if f.follow_up_answers else {}
     asking = {lang: getattr(f.question_words, lang) for lang in LANGUAGES} if f.question_words else {}
     same = {lang: getattr(f.same_words, lang) for lang in LANGUAGES} if f.same_words else {}
+    fixes = {lang: getattr(f.correction_words, lang) for lang in LANGUAGES} if f.correction_words else {}
     context = {lang: getattr(f.context, lang) for lang in LANGUAGES} if f.context else {}
-    return Conversation(intents, words, fillers, answers, asking, same, f.known_word_zipf, f.provider_order, context)
+    return Conversation(intents, words, fillers, answers, asking, same, fixes, f.known_word_zipf, f.provider_order,
+                        context)
 
 
 def _both(words) -> tuple[str, ...]:

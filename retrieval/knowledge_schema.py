@@ -312,6 +312,7 @@ class ConversationFile(Schema):
     follow_up_answers: PerLanguage[Texts] | None = None
     question_words: PerLanguage[Texts] | None = None
     same_words: PerLanguage[Texts] | None = None
+    correction_words: PerLanguage[Texts] | None = None
     known_word_zipf: float
     provider_order: tuple[Text, ...] = ()
     context: PerLanguage[Texts] | None = None

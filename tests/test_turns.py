@@ -31,7 +31,8 @@ def test_turn_files_name_only_real_providers_topics_and_intents(path):
     for t in turns:
         assert (t.provider is None or t.provider in kb.providers) and t.topic in kb.topics, t
         if t.kind in ("follow_up", "new_question"):
-            assert t.value in kb.providers and t.value != t.provider, t
+            # a new question about the provider just answered says which topic it asks ("mint 不是预付吗")
+            assert t.value in kb.providers and (t.value != t.provider or t.expect_topic), t
         if t.kind == "small_talk":
             assert t.value in kb.conversation.small_talk, t
         assert t.expect_topic is None or t.expect_topic in kb.topics, t
@@ -64,6 +65,7 @@ def test_turns_are_scored_by_kind(real_assistant):
     ("turns_blind.yaml", 0.88),      # today 153 / 163 (129 before session 18, 148 before 19)
     ("turns_ask_blind.yaml", 0.85),  # after "which provider?": today 119 / 130 (84 before session 18, 97 before 19)
     ("turns_ask_blind3.yaml", 0.85),  # written in session 19 to judge its change: 160 before it, 182 / 200 after
+    ("turns_fix_blind.yaml", 0.7),    # corrections of the provider: 69 before session 19, 125 / 160 after
 ])
 def test_the_held_out_turns_are_mostly_right(real_assistant, name, floor):
     # a floor under today's numbers: a change that breaks follow-ups or small talk fails

@@ -364,6 +364,23 @@ def test_a_word_of_the_same_again_beside_a_provider(reader, question, same):
     assert not reader.read(question, provider="google_voice", topic=None).asks_same  # nothing was asked before
 
 
+@pytest.mark.parametrize(("question", "provider"), [
+    ("不是 Tello，是 GV", "google_voice"),   # correcting the provider (conversation.yaml, correction_words)
+    ("sorry i meant google voice", "google_voice"),
+    ("我说错了，是 GV", "google_voice"),
+    ("唔係 Tello，係 GV", "google_voice"),    # Cantonese, read as Mandarin
+    ("GV 不是预付吗", None),                  # asks something: no correction
+    ("GV 怎么充值", None),                    # no word of correcting
+    ("不是 tello", None),                     # no other provider
+])
+def test_a_correction_names_the_provider_meant(reader, question, provider):
+    u = reader.read(question, provider="tello", topic="refund")
+    if provider:
+        assert u.follow_up and u.provider == provider
+    else:
+        assert not (u.follow_up and u.provider != "tello")
+
+
 # -- gibberish ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("question", "gibberish"), [
     ("asdfgh", True),

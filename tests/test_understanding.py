@@ -403,3 +403,39 @@ def test_the_same_again_for_another_provider_keeps_the_topic_unless_another_is_n
                                                                                       provider, topic):
     a = real_assistant.ask(message, provider="tello", topic="arrival_time")
     assert a.kind is Kind.ANSWER and (a.provider, a.topic) == (provider, topic)
+
+
+@pytest.mark.parametrize(("after", "topic", "message", "provider"), [
+    ('tello', 'refund', 'sorry i meant mint', 'mint_mobile'),
+    ('tello', 'refund', '不是 Tello，是 Mint', 'mint_mobile'),
+    ('tello', 'refund', '不是tello 是mint', 'mint_mobile'),
+    ('tello', 'refund', 'oops, mint not tello', 'mint_mobile'),
+    ('tello', 'refund', '我说错了，是薄荷', 'mint_mobile'),
+    ('tello', 'refund', 'I meant Mint Mobile', 'mint_mobile'),
+    ('tello', 'refund', '应该是 mint', 'mint_mobile'),
+    ('tello', 'refund', "actually it's mint", 'mint_mobile'),
+    ('tello', 'refund', 'not tello, mint', 'mint_mobile'),
+    ('tello', 'refund', '是 mint 不是 tello', 'mint_mobile'),
+    ('google_voice', 'topup_steps', '搞错了 我的是 T-Mobile 预付', 't_mobile_prepaid'),
+    ('google_voice', 'topup_steps', 'wrong one, i have ultra', 'ultra_mobile'),
+    ('att_prepaid', 'expiry', 'my bad, cricket not att', 'cricket'),
+    ('att_prepaid', 'expiry', '打错了，是 cricket', 'cricket'),
+    ('verizon_prepaid', 'auto_topup', '其实是 visible', 'visible'),
+    ('mint_mobile', 'payment_methods', '不好意思 我是说 us mobile', 'us_mobile'),
+    ('mint_mobile', 'payment_methods', '口误 是 h2o', 'h2o_wireless'),
+    ('t_mobile_prepaid', 'amount', '唔係 T-Mobile，係 Lyca', 'lycamobile'),
+])
+def test_a_correction_gets_the_last_question_for_the_provider_meant(real_assistant, after, topic, message, provider):
+    """After an answer about `after`, the user says it was another provider (conversation.yaml, correction_words)."""
+    a = real_assistant.ask(message, provider=after, topic=topic)
+    assert a.kind is Kind.ANSWER and (a.provider, a.topic) == (provider, topic)
+
+
+@pytest.mark.parametrize(("message", "provider", "topic"), [
+    ("mint 不是预付吗", "mint_mobile", "overview"),       # asks something: no correction
+    ("为什么 h2o 不能用银联", "h2o_wireless", None),
+    ("visible doesn't have autopay?", "visible", "auto_topup"),
+])
+def test_a_word_of_negation_that_asks_is_no_correction(real_assistant, message, provider, topic):
+    a = real_assistant.ask(message, provider="tello", topic="refund")
+    assert a.provider == provider and a.topic != "refund" and (topic is None or a.topic == topic)

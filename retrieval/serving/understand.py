@@ -114,6 +114,7 @@ class Reader:
         self.answer_markers = self.follow_up_words | self.follow_up_answers  # no provider chosen yet
         self.asking = _pattern([w for ws in kb.conversation.question_words.values() for w in ws])
         self.same = _pattern([w for ws in kb.conversation.same_words.values() for w in ws])
+        self.corrections = {normalise(w) for ws in kb.conversation.correction_words.values() for w in ws}
         self.known_zipf = kb.conversation.known_word_zipf
         # every piece of a provider's name stays as typed: "myAT&T" is read as "myat" and "t", and "myat" is no
         # misspelt word of ours
@@ -174,14 +175,16 @@ class Reader:
         named = mentions[0].provider if mentions else None
         several = tuple(dict.fromkeys(m.provider for m in sorted(mentions, key=lambda m: m.start)))
         compared = several if self.compared and len(several) >= self.compared else ()
-        provider = None if compared else named or carried
         rest = self.finder.strip(spelled, keep_names_if_empty=False, matches=mentions)
+        corrected = self._corrected(several, carried, rest)
+        provider = corrected or (None if compared else named or carried)
         topic = topic if isinstance(topic, str) and topic in self.kb.topics else None
         other_topic = self._other_topic(spelled, provider, several)
         return Understood(
             text=text, language=lang, provider=provider, named=named, spelled=spelled,
             matched=self._how_to(self.terms.apply(rest or spelled)),
-            follow_up=(len(several) == 1 and self._only_follow_up_words(rest, answering=carried is None)),
+            follow_up=(corrected is not None
+                       or (len(several) == 1 and self._only_follow_up_words(rest, answering=carried is None))),
             says_which=(len(several) == 1 and carried is None and topic is not None and self._says_which(rest)),
             asks_same=bool(len(several) == 1 and topic is not None and self.same and self.same.search(rest)),
             topic=topic, gibberish=bool(text) and self._gibberish(_unpunctuated(rest) if named else text),
@@ -262,11 +265,28 @@ class Reader:
         markers = self.answer_markers if answering else self.follow_up_words
         return all(w in self.follow_up_any for w in found) and (not found or any(w in markers for w in found))
 
+    def _corrected(self, named: tuple[str, ...], carried: str | None, rest: str) -> str | None:
+        """The provider a correction names: after an answer about `carried`, one other provider named (the wrong one
+        may be named too), nothing beside but words of correcting oneself, follow-up words and their fillers, at
+        least one of the first, and nothing asked ("不是 Tello，是 Mint", "sorry i meant mint"). None otherwise."""
+        others = [p for p in named if p != carried]
+        if carried is None or len(others) != 1 or len(named) > 2 or not self.corrections:
+            return None
+        found = words(rest, keep_stopwords=True)
+        if not any(w in self.corrections for w in found) or not all(
+                w in self.corrections or w in self.follow_up_any for w in found):
+            return None
+        return None if self._asks(rest) else others[0]
+
+    def _asks(self, rest: str) -> bool:
+        """A question mark or a word of question_words."""
+        return bool(QUESTION_MARK.search(rest) or (self.asking and self.asking.search(rest)))
+
     def _says_which(self, rest: str) -> bool:
         """Whether what is left beside the one provider named, in a reply to "which provider?" (or to general
         advice), asks nothing: no question mark and no word of question_words ("Mint 的 3个月套餐", "visible, the
         basic plan"). Then the reply says which provider, however it describes it."""
-        return bool(self.asking) and not QUESTION_MARK.search(rest) and not self.asking.search(rest)
+        return bool(self.asking) and not self._asks(rest)
 
     def _gibberish(self, text: str) -> bool:
         """No Chinese, and not one Latin word known to the knowledge base or to English."""

@@ -417,15 +417,15 @@ def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> 
         return Conversation()
     intents = {key: SmallTalk(key, {lang: getattr(s.questions, lang) for lang in LANGUAGES}, s.answer.model_dump())
                for key, s in f.small_talk.items()}
-    words = {lang: getattr(f.follow_up_words, lang) for lang in LANGUAGES}
-    fillers = {lang: getattr(f.follow_up_fillers, lang) for lang in LANGUAGES} if f.follow_up_fillers else {}
-    answers = {lang: getattr(f.follow_up_answers, lang) for lang in LANGUAGES} if f.follow_up_answers else {}
-    asking = {lang: getattr(f.question_words, lang) for lang in LANGUAGES} if f.question_words else {}
-    same = {lang: getattr(f.same_words, lang) for lang in LANGUAGES} if f.same_words else {}
-    fixes = {lang: getattr(f.correction_words, lang) for lang in LANGUAGES} if f.correction_words else {}
-    context = {lang: getattr(f.context, lang) for lang in LANGUAGES} if f.context else {}
-    return Conversation(intents, words, fillers, answers, asking, same, fixes, f.known_word_zipf, f.provider_order,
-                        context)
+    return Conversation(intents, _by_language(f.follow_up_words), _by_language(f.follow_up_fillers),
+                        _by_language(f.follow_up_answers), _by_language(f.question_words),
+                        _by_language(f.same_words), _by_language(f.correction_words), f.known_word_zipf,
+                        f.provider_order, _by_language(f.context))
+
+
+def _by_language(words) -> dict[str, tuple[str, ...]]:
+    """A per-language list of words as a dict by language; {} for none."""
+    return {lang: getattr(words, lang) for lang in LANGUAGES} if words else {}
 
 
 def _both(words) -> tuple[str, ...]:

@@ -216,14 +216,17 @@ class Reader:
         an account taken over, takeover_words, "someone took over my google voice"), one of the words, and no
         topic that is not ours ("Cricket 语音信箱登不上" is about voicemail)."""
         return bool((provider in self.lines or (any_kind and provider)) and pattern and pattern.search(spelled)
-                    and not (self.other_topics and self.other_topics.search(spelled)))
+                    and not self._names_a_topic_not_ours(spelled))
 
     def _number_taken_over(self, provider: str | None, spelled: str) -> bool:
         """A phone number taken over with no provider named or chosen ("number 被 hijack 了 收不到 银行 OTP"): a word
         of takeover_words beside one of number_words, and no topic that is not ours."""
         return bool(provider is None and self.takeover and self.number and self.takeover.search(spelled)
-                    and self.number.search(spelled)
-                    and not (self.other_topics and self.other_topics.search(spelled)))
+                    and self.number.search(spelled) and not self._names_a_topic_not_ours(spelled))
+
+    def _names_a_topic_not_ours(self, spelled: str) -> bool:
+        """A word of a topic not ours ("Cricket 语音信箱登不上" is about voicemail), whatever words of ours beside."""
+        return bool(self.other_topics and self.other_topics.search(spelled))
 
     def _other_topic(self, spelled: str, provider: str | None, named: tuple[str, ...] = ()) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,

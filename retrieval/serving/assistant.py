@@ -157,11 +157,11 @@ class Assistant:
         return None, reading
 
     def _names_no_topic(self, reading: Reading) -> bool:
-        """Whether a reply that names a provider and asks nothing ("visible, the basic plan", "Mint 的 3个月套餐")
-        says no more than which provider: the topic models (fused, as the ranking uses them) find no topic in its
-        words but the overview or the topic carried, or none with at least `says_which_topic_probability`. "Tello,
-        my card got declined" and "mint 扣了两次钱" name a topic of their own (payment failed, refund) and are
-        questions of their own."""
+        """Whether a message that may be the last question again (a reply to "which provider?" that asks nothing,
+        "visible, the basic plan"; the same again for another provider, "same deal with tmo?") names no topic of its
+        own: the topic models (fused, as the ranking uses them) find no topic in its words but the overview or the
+        topic carried, or none with at least `says_which_topic_probability`. "Tello, my card got declined" and "mint
+        扣了两次钱" name a topic of their own (payment failed, refund) and are questions of their own."""
         if reading.topic_log_probability is None:
             return False
         best = int(np.argmax(reading.topic_log_probability))

@@ -40,6 +40,11 @@ def _pattern(words) -> re.Pattern | None:
     return phrase_pattern({normalise(w) for w in words})
 
 
+def _every_language(words: dict[str, tuple[str, ...]]) -> list[str]:
+    """A list of conversation.yaml's words, every language's in one list."""
+    return [w for ws in words.values() for w in ws]
+
+
 PUNCTUATION_ONLY = re.compile(r"[\s\W_]+")
 QUESTION_MARK = re.compile(r"[?？]")
 
@@ -107,14 +112,15 @@ class Reader:
         self.finder = ProviderFinder(kb)
         self.terms = Terms(kb.vocabulary, kb.product_words)
         self.known_words = set(word_counts)
-        self.follow_up_words = {normalise(w) for ws in kb.conversation.follow_up_words.values() for w in ws}
-        self.follow_up_fillers = {normalise(w) for ws in kb.conversation.follow_up_fillers.values() for w in ws}
-        self.follow_up_answers = {normalise(w) for ws in kb.conversation.follow_up_answers.values() for w in ws}
+        talk = kb.conversation
+        self.follow_up_words = {normalise(w) for w in _every_language(talk.follow_up_words)}
+        self.follow_up_fillers = {normalise(w) for w in _every_language(talk.follow_up_fillers)}
+        self.follow_up_answers = {normalise(w) for w in _every_language(talk.follow_up_answers)}
         self.follow_up_any = self.follow_up_words | self.follow_up_fillers | self.follow_up_answers
         self.answer_markers = self.follow_up_words | self.follow_up_answers  # no provider chosen yet
-        self.asking = _pattern([w for ws in kb.conversation.question_words.values() for w in ws])
-        self.same = _pattern([w for ws in kb.conversation.same_words.values() for w in ws])
-        self.corrections = {normalise(w) for ws in kb.conversation.correction_words.values() for w in ws}
+        self.asking = _pattern(_every_language(talk.question_words))
+        self.same = _pattern(_every_language(talk.same_words))
+        self.corrections = {normalise(w) for w in _every_language(talk.correction_words)}
         self.known_zipf = kb.conversation.known_word_zipf
         # every piece of a provider's name stays as typed: "myAT&T" is read as "myat" and "t", and "myat" is no
         # misspelt word of ours

@@ -469,6 +469,31 @@ def test_a_misspelt_word_of_a_question_we_decline_stays_one_of_those(real_reader
     assert "hotspot" in real_reader.read("my hotspt is not working").spelled
 
 
+@pytest.mark.parametrize(("question", "spelled"), [
+    ("古歌语音冲值一直失败", "谷歌语音充值一直失败"),       # the provider's name too: the finder then reads it
+    ("tello 包号最省钱的办法是啥", "tello 保号最省钱的办法是啥"),
+    ("谷歌语音以经充好了吗 我怎么看不到于额", "谷歌语音以经充好了吗 我怎么看不到余额"),  # 已经 is no word of ours
+    ("mint的自动续废怎么关", "mint的自动续费怎么关"),
+    ("Nextiva的發漂在哪下載", "nextiva的发票在哪下载"),         # Traditional first made Simplified
+    ("薄荷买错套参了", "薄荷买错套餐了"),
+])
+def test_chinese_words_typed_by_their_sound_are_read_as_the_knowledge_bases(real_reader, question, spelled):
+    u = real_reader.read(question)
+    assert u.spelled == spelled and u.text == question
+
+
+@pytest.mark.parametrize("question", [
+    "用的是招行的卡 出了问题",      # 用的 is not 用得, 出了 not 除了: they differ by a function character
+    "对方一直不回消息",             # 不会 is common Chinese, not a word of ours
+    "补买套餐要多少钱",             # two words, each known
+    "没储值会被收回吗",             # 储值 is ours: its characters are never read again
+    "us mobile 国内能付款吗？招行全币种卡试过没成功",
+])
+def test_chinese_words_that_are_no_slip_stay_as_typed(real_reader, question):
+    from retrieval.serving.text import normalise
+    assert real_reader.read(question).spelled == normalise(question)
+
+
 def test_the_speller_can_be_turned_off(tiny_kb):
     assert Reader(tiny_kb, Vocabulary(tiny_kb).counts, spelling=False).read("balence").spelled == "balence"
 

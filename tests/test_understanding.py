@@ -261,6 +261,17 @@ def test_misspelt_questions_reach_their_answer(real_assistant, question, entry):
 
 
 @pytest.mark.parametrize(("question", "entry"), [
+    ("古歌语音冲值失败怎么办", "gv-payment-failed"),  # declined before: neither the provider nor the action was read
+    ("tello怎么包号", "tello-expiry"),                  # 保号 by its sound; the top-up steps before
+    ("nextiva 的发漂在哪下载", "gen-records"),          # Nextiva has no records entry: the general one
+    ("US Mobile 怎么练系客服", "usm-support"),
+])
+def test_chinese_words_typed_by_their_sound_reach_their_answer(real_assistant, question, entry):
+    a = real_assistant.ask(question)
+    assert a.kind is Kind.ANSWER and a.entry_id == entry
+
+
+@pytest.mark.parametrize(("question", "entry"), [
     ("Tello 點樣增值", "tello-topup-steps"),                 # declined before: no word of ours in it
     ("GV 嘅餘額會唔會過期", "gv-expiry"),
     ("點樣熄咗 T-Mobile 嘅自動續費", "tmo-auto-topup"),

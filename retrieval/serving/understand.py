@@ -13,10 +13,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+import jieba
+
 from retrieval.knowledge import LANGUAGES, KnowledgeBase
 from retrieval.serving.providers import ASCII_WORD, ProviderFinder, compact
 from retrieval.serving.safety import mask_secrets
-from retrieval.serving.spelling import LATIN_WORD, Speller, english_zipf
+from retrieval.serving.spelling import LATIN_WORD, HanSpeller, Speller, english_zipf
 from retrieval.serving.terms import Terms, phrase_pattern
 from retrieval.serving.text import HAN, LATIN, language_of, normalise, words
 
@@ -126,9 +128,10 @@ class Reader:
         # misspelt word of ours
         names = {w for p in kb.providers.values() for a in (*p.aliases, *p.hints)
                  for w in LATIN_WORD.findall(normalise(a))}
-        self.speller = Speller(word_counts + self._other_words(kb),
-                               self.follow_up_any | names,
+        others = self._other_words(kb)
+        self.speller = Speller(word_counts + others, self.follow_up_any | names,
                                self.known_zipf) if spelling else None
+        self.han_speller = self._han_speller(kb, word_counts, others) if spelling else None
         self.others = ProviderFinder(kb, {s.name: (s.name, *s.aliases, *([s.en] if s.en else []))
                                           for s in kb.other_services}) if kb.other_services else None
         self.us_number, self.phone = _pattern(kb.us_number_words), _pattern(kb.phone_words)
@@ -161,6 +164,14 @@ class Reader:
         texts += [s for ss in kb.conversation.context.values() for s in ss]
         return Counter(words(" ".join(texts)))
 
+    def _han_speller(self, kb: KnowledgeBase, word_counts: Counter[str], others: Counter[str]) -> HanSpeller:
+        """Chinese words typed by their sound read as the knowledge base's, against jieba's dictionary (what is
+        common Chinese and what is ours)."""
+        jieba.initialize()
+        aliases = [normalise(a) for p in kb.providers.values() for a in (*p.aliases, *p.hints)]
+        return HanSpeller(word_counts, known=[*others, *self.follow_up_any], general=jieba.dt.FREQ,
+                          general_total=jieba.dt.total, always=aliases)
+
     def read(self, question: object, provider: object = None, language: object = None,
              topic: object = None) -> Understood:
         if not isinstance(question, str):
@@ -176,7 +187,7 @@ class Reader:
         text = text[: self.max_chars]
         carried = provider if isinstance(provider, str) and provider in self.kb.providers else None
         norm = normalise(text)
-        spelled = self.speller.correct(norm) if self.speller else norm
+        spelled = self.han_speller.correct(self.speller.correct(norm)) if self.speller else norm
         mentions = self.finder.find_all(spelled)
         named = mentions[0].provider if mentions else None
         several = tuple(dict.fromkeys(m.provider for m in sorted(mentions, key=lambda m: m.start)))

@@ -87,7 +87,7 @@ HAN_RUN = re.compile(r"[\u4e00-\u9fff]+")
 # Characters whose place a slip of pinyin input is least likely to take, and which stand beside every word: a
 # window that differs from a word of ours only there is two words, not one misspelt ("用的" is not "用得",
 # "出了" not "除了").
-FUNCTION_CHARS = frozenset("的得地是在再吗嘛码了出时只之使实要就也都还和会有又到被把给让对说"
+FUNCTION_CHARS = frozenset("的得地是在再该应吗嘛了出时只之使实要就也都还和会有又到被把给让对说"
                            "去来过着吧呢啊么没不很太那这哪能可为所")
 
 
@@ -133,8 +133,9 @@ class HanSpeller:
     model, the lexical ranker, the provider names and the coverage signal then do not know the word. A window
     of two to four characters is read as a word of ours when:
 
-    - none of its characters belongs to a word anyone knows (a word of the knowledge base, of the questions
-      we decline, or of jieba's dictionary used `known_freq` times or more), so a real word is never touched;
+    - it is no word anyone knows (a word of the knowledge base, of the questions we decline, or of jieba's
+      dictionary used `known_freq` times or more), and no such word reaches into it from outside, so a real
+      word is never touched (储值会 is not read again); a known word inside it may stay (手续非 as 手续费);
     - it sounds as the word of ours does (toneless pinyin, each character's first reading) and shares a
       character with it, and it differs by no function character (的, 是, 了...) on either side;
     - the word of ours is the knowledge base's own: a content word (no function character), used
@@ -160,7 +161,7 @@ class HanSpeller:
         self.general = general or {}
         self.known = {w for w in counts if HAN_RUN.fullmatch(w)} | {w for w in known if HAN_RUN.fullmatch(w)}
         self.known_freq = known_freq
-        ours = sum(counts.values()) or 1
+        ours = sum(n for w, n in counts.items() if HAN_RUN.fullmatch(w)) or 1  # uses of Chinese words
         words = [w for w, n in counts.items() if HAN_RUN.fullmatch(w) and 2 <= len(w) <= 4 and n >= min_count
                  and not FUNCTION_CHARS.intersection(w)
                  and math.log((n / ours) / (max(self.general.get(w, 0), 1) / max(general_total, 1))) >= min_ratio]
@@ -186,16 +187,17 @@ class HanSpeller:
 
     def _run(self, run: str) -> str:
         n = len(run)
-        covered = [False] * n
-        for a in range(n):
-            for b in range(a + 2, min(n, a + 6) + 1):
-                if self._known(run[a:b]):
-                    covered[a:b] = [True] * (b - a)
+        spans = [(a, b) for a in range(n) for b in range(a + 2, min(n, a + 6) + 1) if self._known(run[a:b])]
+
+        def crossed(i: int, j: int) -> bool:  # a known word reaches into run[i:j] from outside it
+            return any(a < j and b > i and not (i <= a and b <= j) for a, b in spans)
+
         out, i = [], 0
         while i < n:
             for size in (4, 3, 2):
                 window = run[i:i + size]
-                if len(window) == size and not any(covered[i:i + size]) and (meant := self._fix(window)):
+                if (len(window) == size and not self._known(window) and not crossed(i, i + size)
+                        and (meant := self._fix(window))):
                     out.append(meant)
                     i += size
                     break

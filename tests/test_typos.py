@@ -51,3 +51,27 @@ def test_the_examples_in_the_module_hold():
 
     from retrieval.measure import typos
     assert doctest.testmod(typos).failed == 0
+
+
+def test_a_slip_of_pinyin_input_is_one_character_of_the_same_sound():
+    from retrieval.measure.typos import with_chinese_slip
+    from retrieval.serving.spelling import pinyin_of
+
+    rng = random.Random(0)
+    for text in ("谷歌语音怎么充值", "Mint 余额会过期吗", "自动续费怎么关") * 20:
+        typed = with_chinese_slip(text, rng)
+        assert typed is not None and len(typed) == len(text)
+        changed = [(a, b) for a, b in zip(text, typed, strict=True) if a != b]
+        assert len(changed) == 1, (text, typed)
+        (was, now), = changed
+        assert pinyin_of(was) == pinyin_of(now)
+    assert with_chinese_slip("how do I top up", rng) is None  # no Chinese word
+
+
+def test_the_chinese_copy_is_seeded_and_leaves_out_questions_without_chinese_words():
+    from retrieval.measure.typos import with_chinese_typos
+
+    questions = [question("GV怎么充值"), question("google voice add credit"), question("余额")]
+    first, again = with_chinese_typos(questions), with_chinese_typos(questions)
+    assert first == again and [q.expect for q in first] == [questions[0].expect, questions[2].expect]
+    assert all(q.q != p.q for q, p in zip(first, (questions[0], questions[2]), strict=True))

@@ -14,7 +14,7 @@ from typing import TextIO
 import numpy as np
 import yaml
 
-from retrieval.measure.typos import with_typos
+from retrieval.measure.typos import with_chinese_typos, with_typos
 from retrieval.serving.answer import Answer, Kind
 from retrieval.serving.assistant import Assistant
 from retrieval.serving.decide import DecisionConfig, DeclineSignals
@@ -287,9 +287,10 @@ def report(assistant: Assistant, questions: list[DevQuestion], outcomes: list[Ou
 
 
 def side_by_side(dev: dict[str, list[Outcome]], test: list[Outcome] | None,
-                 typos: list[Outcome] | None = None) -> tuple[str, dict]:
-    """Dev and test in one table, with the gap between their top-1: the overfitting alarm; `typos`, the
-    development questions with typos injected (measure/typos.py), on a row of their own."""
+                 typos: list[Outcome] | None = None, chinese_typos: list[Outcome] | None = None) -> tuple[str, dict]:
+    """Dev and test in one table, with the gap between their top-1: the overfitting alarm; `typos` and
+    `chinese_typos`, the development questions with typos or slips of pinyin input injected
+    (measure/typos.py), each on a row of their own."""
     everything = [o for outcomes in dev.values() for o in outcomes]
     lines = [HEADER, _row("**dev** (tuned on)", metrics(everything))]
     lines += [_row(f"&nbsp;&nbsp;{name}", metrics(outcomes)) for name, outcomes in dev.items()]
@@ -297,6 +298,10 @@ def side_by_side(dev: dict[str, list[Outcome]], test: list[Outcome] | None,
     if typos is not None:
         results["dev_typos"] = metrics(typos)
         lines.append(_row("&nbsp;&nbsp;dev with typos injected (seeded)", results["dev_typos"]))
+    if chinese_typos:
+        results["dev_chinese_typos"] = metrics(chinese_typos)
+        lines.append(_row("&nbsp;&nbsp;dev with slips of pinyin input injected (seeded)",
+                          results["dev_chinese_typos"]))
     if test is not None:
         results["test"] = metrics(test)
         lines.append(_row("**test** (frozen, never tuned on)", results["test"]))
@@ -389,7 +394,8 @@ def cmd_eval(args, settings: Settings, out: TextIO) -> int:
     dev_outcomes = {name: run(assistant, qs) for name, qs in dev_sets.items()}
     test_outcomes = run(assistant, test) if test is not None else None
     typo_outcomes = run(assistant, with_typos(questions))
-    table, summary = side_by_side(dev_outcomes, test_outcomes, typo_outcomes)
+    chinese_outcomes = run(assistant, with_chinese_typos(questions))
+    table, summary = side_by_side(dev_outcomes, test_outcomes, typo_outcomes, chinese_outcomes)
     everything = [o for outcomes in dev_outcomes.values() for o in outcomes]
     text, results = report(assistant, questions, everything, baselines, args.worst)
     numbers = {**results, **summary}

@@ -4,6 +4,10 @@ Real posts are full of typos and the development sets have few, so the speller c
 `with_typos` makes a seeded copy in which one Latin word of five letters or more (two, in a question with
 more than four such words) has one typing slip: two letters swapped, one dropped, one doubled, or one hit
 on the key beside it. Questions without such a word are left out. Same seed, same copy.
+
+`with_chinese_typos` does the same for the slip of pinyin input: in one Chinese word of two to four
+characters, one character replaced by another of the same sound, one that an input method offers on its first
+page (the most used characters of that syllable, by jieba's counts).
 """
 
 from __future__ import annotations
@@ -66,6 +70,63 @@ def with_slips(text: str, rng: random.Random) -> str | None:
     for m in sorted(chosen, key=lambda m: -m.start()):
         text = text[:m.start()] + slip(m.group(), rng) + text[m.end():]
     return text
+
+
+HAN_WORD = re.compile(r"[\u4e00-\u9fff]{2,4}")
+OFFERED = 3  # how many characters of a syllable a slip chooses among, the most used first
+MIN_CHAR_COUNT = 1000  # a character jieba counts less often is too rare for an input method's first page
+
+
+def _by_sound() -> dict[str, list[str]]:
+    """Each toneless syllable's common Simplified characters, most used first (jieba's counts of single
+    characters)."""
+    import jieba
+
+    from retrieval.serving.spelling import _readings
+    from retrieval.serving.text import normalise
+
+    jieba.initialize()
+    out: dict[str, list[tuple[int, str]]] = {}
+    for char, sound in _readings().items():
+        count = jieba.dt.FREQ.get(char) or 0
+        if count >= MIN_CHAR_COUNT and normalise(char) == char:  # Simplified: what the input method offers
+            out.setdefault(sound, []).append((-count, char))
+    return {sound: [c for _, c in sorted(chars)] for sound, chars in out.items()}
+
+
+def with_chinese_slip(text: str, rng: random.Random, by_sound: dict[str, list[str]] | None = None) -> str | None:
+    """`text` with one character of one Chinese word (jieba's, two to four characters) replaced by another of
+    the same sound among the first few an input method offers; None if no word has one."""
+    import jieba
+
+    from retrieval.serving.spelling import _readings
+
+    by_sound = _by_sound() if by_sound is None else by_sound
+    readings = _readings()
+    places = []
+    start = 0
+    for word in jieba.cut(text, HMM=False):
+        if HAN_WORD.fullmatch(word):
+            for i, char in enumerate(word):
+                others = [c for c in by_sound.get(readings.get(char, ""), [])[:OFFERED + 1] if c != char][:OFFERED]
+                if others:
+                    places.append((start + i, others))
+        start += len(word)
+    if not places:
+        return None
+    at, others = places[rng.randrange(len(places))]
+    return text[:at] + others[rng.randrange(len(others))] + text[at + 1:]
+
+
+def with_chinese_typos(questions: list[Q], seed: int = SEED) -> list[Q]:
+    """A seeded copy of the questions that have a Chinese word, each with one slip of pinyin input."""
+    rng, by_sound = random.Random(seed), _by_sound()
+    out = []
+    for q in questions:
+        text = with_chinese_slip(q.q, rng, by_sound)
+        if text is not None:
+            out.append(dataclasses.replace(q, q=text))
+    return out
 
 
 def with_typos(questions: list[Q], seed: int = SEED) -> list[Q]:

@@ -105,20 +105,22 @@ def _readings() -> dict[str, str]:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("pypinyin is not installed (requirements.txt)")
     table = json.loads((Path(spec.submodule_search_locations[0]) / "pinyin_dict.json").read_text(encoding="utf-8"))
-    out = {}
+    out: dict[str, str] = {}
+    syllables: dict[str, str] = {}  # one string a syllable, shared by its characters (about 400 in all)
     for code, readings in table.items():
         char = chr(int(code))
         if "\u4e00" <= char <= "\u9fff":
-            first = unicodedata.normalize("NFD", readings.split(",")[0])
-            out[char] = "".join(c for c in first if not unicodedata.combining(c)).replace("u\u0308", "v")
+            first = unicodedata.normalize("NFD", readings.split(",")[0]).replace("u\u0308", "v")  # lü as typed: lv
+            sound = "".join(c for c in first if not unicodedata.combining(c))
+            out[char] = syllables.setdefault(sound, sound)
     return out
 
 
 def pinyin_of(word: str) -> tuple[str, ...] | None:
     """The toneless pinyin of `word`, one syllable a character; None when a character has none.
 
-    >>> pinyin_of("充值"), pinyin_of("冲值"), pinyin_of("x值")
-    (('chong', 'zhi'), ('chong', 'zhi'), None)
+    >>> pinyin_of("充值"), pinyin_of("冲值"), pinyin_of("x值"), pinyin_of("绿路")
+    (('chong', 'zhi'), ('chong', 'zhi'), None, ('lv', 'lu'))
     """
     table = _readings()
     out = tuple(table.get(c, "") for c in word)

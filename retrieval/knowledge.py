@@ -224,6 +224,8 @@ class KnowledgeBase:
     refused_words: tuple[str, ...] = ()  # with a phone line of ours named: paying it failed, never declined
     public_wifi_words: tuple[str, ...] = ()  # with a word of paying: paying on a public network, never declined
     paying_words: tuple[str, ...] = ()
+    # with no provider of ours named or chosen and no phone_words: another app's paid tier, always declined
+    membership_words: tuple[str, ...] = ()
     # topics that are not ours (other_services.yaml): a question with their words is declined, with or without
     # a provider of ours, unless it also has a word of money or of keeping a number (ours_words)
     other_topics: tuple[OtherTopic, ...] = ()
@@ -486,7 +488,7 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], known:
             "takeover_words": _both(f.takeover_words), "number_words": _both(f.number_words),
             "card_words": _both(f.card_words),
             "refused_words": _both(f.refused_words), "public_wifi_words": _both(f.public_wifi_words),
-            "paying_words": _both(f.paying_words),
+            "paying_words": _both(f.paying_words), "membership_words": _both(f.membership_words),
             "other_topics": tuple(OtherTopic(t.name, t.en, _both(t.words), t.providers, _both(t.also),
                                              _both(t.ours) if t.ours else None) for t in f.other_topics),
             "ours_words": _both(f.ours_words)}

@@ -407,6 +407,10 @@ class OtherServicesFile(Schema):
     # asks whether paying there is safe, ours (the safety topic), never declined
     public_wifi_words: PerLanguage[Texts] | None = None
     paying_words: PerLanguage[Texts] | None = None
+    # words of another app's paid tier when its name is not given ("会员", "premium", "api key"): with no provider of
+    # ours named or chosen and no word of a phone number or its bill, a question is not ours, always declined (with
+    # the nearest entries offered when it comes near, as any decline)
+    membership_words: PerLanguage[Texts] | None = None
     # topics that are not ours, by their words ("APN", "语音信箱", "SSN"): a question that names one is declined
     # by the topic's name, even with a provider of ours named ("how to set up voicemail on h2o")...
     other_topics: tuple[OtherTopicSchema, ...] = ()

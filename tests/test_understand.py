@@ -494,6 +494,18 @@ def test_chinese_words_that_are_no_slip_stay_as_typed(real_reader, question):
     assert real_reader.read(question).spelled == normalise(question)
 
 
+@pytest.mark.parametrize(("question", "provider", "membership"), [
+    ("how do i get a refund for my premium membership", None, True),
+    ("api key 过期了 有什么充值渠道推荐", None, True),
+    ("how do i get a refund for my premium membership", "mint_mobile", False),  # chosen: the models judge
+    ("Mint 会员怎么续费", None, False),                                         # a provider named
+    ("会员费能用话费付吗", None, False),                                        # a phone bill: paying for the phone
+    ("my subscription renewed and i want a refund", None, False),              # a subscription may be ours
+])
+def test_another_apps_membership_is_told_by_its_words(real_reader, question, provider, membership):
+    assert real_reader.read(question, provider=provider).other_membership is membership
+
+
 def test_the_speller_can_be_turned_off(tiny_kb):
     assert Reader(tiny_kb, Vocabulary(tiny_kb).counts, spelling=False).read("balence").spelled == "balence"
 

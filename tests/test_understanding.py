@@ -126,6 +126,14 @@ def test_a_question_far_from_ours_is_declined_without_suggestions(real_assistant
     assert a.kind is Kind.DECLINE and not a.choices, [c.label for c in a.choices]
 
 
+@pytest.mark.parametrize("question", [
+    "api key 过期了，只能用虚拟信用卡充值，有没有别的充值渠道推荐",  # answered with currency before
+    "I bought the premium membership twice, how do I get one refunded?",
+])
+def test_another_apps_membership_is_declined(real_assistant, question):
+    assert real_assistant.ask(question).kind is Kind.DECLINE
+
+
 @pytest.mark.parametrize("question", ["音乐会员扣了两次钱 怎么退款", "how to cancel my music streaming auto renew"])
 def test_a_declined_question_near_the_line_gets_the_nearest_entries(real_assistant, question):
     a = real_assistant.ask(question)  # declined, with our refund / auto-renew advice one click away

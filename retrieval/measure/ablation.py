@@ -116,6 +116,8 @@ VARIANTS = (
             "hijack 了\" too)", _without(number_words=()), False),
     Variant("without paying a line of ours by card as ours (card_words: the rule judges \"Ultra 用香港信用卡得唔得\" "
             "too)", _without(card_words=()), False),
+    Variant("without another app's membership as not ours (membership_words: the rule judges \"api key 过期了…只能用"
+            "虚拟信用卡充值\" too)", _without(membership_words=()), False),
     Variant("without comparing several providers (three named: the first one is the provider, as with two)",
             _without_comparing, False),
     Variant("without a bare action read as how-to (bare_actions: \"Tello 充话费\" read as typed, as amounts)",

@@ -113,7 +113,7 @@ class Assistant:
         coverage = self.vocabulary.coverage(understood.spelled)
         signals = DeclineSignals(ranking.best_similarity, ranking.off_topic, coverage,
                                  understood.provider is not None or bool(understood.compared), scope, topic,
-                                 words, ours=understood.ours)
+                                 words, ours=understood.ours, not_ours=understood.other_membership)
         return Reading(understood, ranking, topic_lp, signals)
 
     def ask(self, question: str, provider: str | None = None, language: str | None = None,

@@ -95,6 +95,8 @@ class DeclineSignals:
     words: float | None = None  # the word model's probability that the question is ours (its words)
     # The question says it is ours whatever the signals: it speaks of keeping a US number alive.
     ours: bool = False
+    # The question says it is not ours whatever the signals: another app's membership, its name not given.
+    not_ours: bool = False
 
     NAMES = ("similarity", "margin", "coverage", "scope", "topic", "words")
 
@@ -132,9 +134,13 @@ class DeclineSignals:
         True
         >>> DeclineSignals(0.88, 0.90, 0.5, False, 0.1, 0.5, 0.1, ours=True).declines(DecisionConfig())
         False
+        >>> DeclineSignals(0.95, 0.80, 1.0, False, 0.9, 0.9, 0.9, not_ours=True).declines(DecisionConfig())
+        True
         """
         if self.ours:
             return False
+        if self.not_ours:
+            return True
         if d.decline_weights and self.scope is not None:
             if len(d.decline_weights) != len(self.features()):
                 raise ValueError(f"decline_weights needs {len(self.features())} numbers, got {len(d.decline_weights)}")

@@ -92,6 +92,9 @@ class Understood:
     asks_same: bool = False
     # every provider of ours named, in order, when the question names several ("GV、Tello、US Mobile 哪个划算")
     compared: tuple[str, ...] = ()
+    # another app's paid tier, its name not given ("api key 过期了…只能用虚拟信用卡充值"), with no provider of ours
+    # named or chosen and no word of a phone number or its bill: not ours, always declined
+    other_membership: bool = False
 
     @property
     def ours(self) -> bool:
@@ -148,6 +151,7 @@ class Reader:
         self.takeover, self.number, self.card = (_pattern(kb.takeover_words), _pattern(kb.number_words),
                                                  _pattern(kb.card_words))
         self.public_wifi, self.paying = _pattern(kb.public_wifi_words), _pattern(kb.paying_words)
+        self.membership = _pattern(kb.membership_words)
         self.lines = {p.id for p in kb.providers.values() if p.kind in LINE_KINDS}
         # each action by its letters alone ("top-up", "topup" and "top up" are one), read as the first form listed
         self.bare_actions: dict[str, str] = {}
@@ -217,7 +221,11 @@ class Reader:
                                    and self.paying.search(spelled)),
             pays_on_public_wifi=bool(self.public_wifi and self.paying and self.public_wifi.search(spelled)
                                      and self.paying.search(spelled)),
-            compared=compared)
+            compared=compared,
+            other_membership=bool(provider is None and not compared and self.membership
+                                  and self.membership.search(spelled)
+                                  and not (self.phone and self.phone.search(spelled))
+                                  and not (self.us_number and self.us_number.search(spelled))))
 
     def _how_to(self, matched: str) -> str:
         """`matched` as a how-to question when it is nothing but an action of `bare_actions`

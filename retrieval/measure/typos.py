@@ -17,6 +17,11 @@ import random
 import re
 from typing import Protocol, TypeVar
 
+import jieba
+
+from retrieval.serving.spelling import char_readings
+from retrieval.serving.text import normalise
+
 LONG_WORD = re.compile(r"[A-Za-z]{5,}")
 KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 SEED = 7
@@ -80,14 +85,9 @@ MIN_CHAR_COUNT = 1000  # a character jieba counts less often is too rare for an 
 def _by_sound() -> dict[str, list[str]]:
     """Each toneless syllable's common Simplified characters, most used first (jieba's counts of single
     characters)."""
-    import jieba
-
-    from retrieval.serving.spelling import _readings
-    from retrieval.serving.text import normalise
-
     jieba.initialize()
     out: dict[str, list[tuple[int, str]]] = {}
-    for char, sound in _readings().items():
+    for char, sound in char_readings().items():
         count = jieba.dt.FREQ.get(char) or 0
         if count >= MIN_CHAR_COUNT and normalise(char) == char:  # Simplified: what the input method offers
             out.setdefault(sound, []).append((-count, char))
@@ -97,12 +97,8 @@ def _by_sound() -> dict[str, list[str]]:
 def with_chinese_slip(text: str, rng: random.Random, by_sound: dict[str, list[str]] | None = None) -> str | None:
     """`text` with one character of one Chinese word (jieba's, two to four characters) replaced by another of
     the same sound among the first few an input method offers; None if no word has one."""
-    import jieba
-
-    from retrieval.serving.spelling import _readings
-
     by_sound = _by_sound() if by_sound is None else by_sound
-    readings = _readings()
+    readings = char_readings()
     places = []
     start = 0
     for word in jieba.cut(text, HMM=False):

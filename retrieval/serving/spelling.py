@@ -92,7 +92,7 @@ FUNCTION_CHARS = frozenset("的得地是在再该应吗嘛了出时只之使实�
 
 
 @lru_cache(maxsize=1)
-def _readings() -> dict[str, str]:
+def char_readings() -> dict[str, str]:
     """Each common Chinese character's first (most used) reading without its tone, from pypinyin's table.
 
     The table file is read directly: importing pypinyin loads its phrase dictionary too, about 58 MiB this
@@ -122,7 +122,7 @@ def pinyin_of(word: str) -> tuple[str, ...] | None:
     >>> pinyin_of("充值"), pinyin_of("冲值"), pinyin_of("x值"), pinyin_of("绿路")
     (('chong', 'zhi'), ('chong', 'zhi'), None, ('lv', 'lu'))
     """
-    table = _readings()
+    table = char_readings()
     out = tuple(table.get(c, "") for c in word)
     return out if all(out) else None
 

@@ -189,7 +189,7 @@ class HanSpeller:
 
     def _run(self, run: str) -> str:
         n = len(run)
-        spans = [(a, b) for a in range(n) for b in range(a + 2, min(n, a + 6) + 1) if self._known(run[a:b])]
+        spans = {(a, b) for a in range(n) for b in range(a + 2, min(n, a + 6) + 1) if self._known(run[a:b])}
 
         def crossed(i: int, j: int) -> bool:  # a known word reaches into run[i:j] from outside it
             return any(a < j and b > i and not (i <= a and b <= j) for a, b in spans)
@@ -198,7 +198,7 @@ class HanSpeller:
         while i < n:
             for size in (4, 3, 2):
                 window = run[i:i + size]
-                if (len(window) == size and not self._known(window) and not crossed(i, i + size)
+                if (len(window) == size and (i, i + size) not in spans and not crossed(i, i + size)
                         and (meant := self._fix(window))):
                     out.append(meant)
                     i += size

@@ -222,10 +222,7 @@ class Reader:
             pays_on_public_wifi=bool(self.public_wifi and self.paying and self.public_wifi.search(spelled)
                                      and self.paying.search(spelled)),
             compared=compared,
-            other_membership=bool(provider is None and not compared and self.membership
-                                  and self.membership.search(spelled)
-                                  and not (self.phone and self.phone.search(spelled))
-                                  and not (self.us_number and self.us_number.search(spelled))))
+            other_membership=self._other_membership(provider, compared, spelled))
 
     def _how_to(self, matched: str) -> str:
         """`matched` as a how-to question when it is nothing but an action of `bare_actions`
@@ -248,6 +245,14 @@ class Reader:
         of takeover_words beside one of number_words, and no topic that is not ours."""
         return bool(provider is None and self.takeover and self.number and self.takeover.search(spelled)
                     and self.number.search(spelled) and not self._names_a_topic_not_ours(spelled))
+
+    def _other_membership(self, provider: str | None, compared: tuple[str, ...], spelled: str) -> bool:
+        """Another app's paid tier with its name not given ("api key 过期了…只能用虚拟信用卡充值"): a word of
+        membership_words, no provider of ours named or chosen, and no word of a phone number, its bill or a US
+        number, beside which it could be paying for the phone."""
+        return bool(provider is None and not compared and self.membership and self.membership.search(spelled)
+                    and not (self.phone and self.phone.search(spelled))
+                    and not (self.us_number and self.us_number.search(spelled)))
 
     def _names_a_topic_not_ours(self, spelled: str) -> bool:
         """A word of a topic not ours ("Cricket 语音信箱登不上" is about voicemail), whatever words of ours beside."""

@@ -129,6 +129,10 @@ def test_a_topic_with_its_own_words_of_ours_is_left_to_the_models_by_those_alone
     ("google voice not receiving calls", None, None),  # not arriving, but no code
     ("GV 登录收不到验证码", None, None),  # signing in to Google Voice itself: the models judge
     ("GV 充值了 验证码短信没收到 余额也没变", None, None),  # a top-up: ours
+    # a real SIM is the app's matter; a swapped one is ours
+    ("WhatsApp code not coming to my google voice number, do I need a real SIM?", None, CODES_ON_GV),
+    ("my google voice texts are not arriving since someone swapped my SIM", None, None),
+    ("GV 收不到银行验证码，是不是被人换了SIM卡", None, None),
 ])
 def test_a_topic_named_only_beside_its_provider_and_by_two_words(real_reader, question, provider, topic):
     # knowledge/other_services.yaml: a topic with `providers` and `also`, and its own words of ours
@@ -165,10 +169,39 @@ PORT_IN = "把号码转入运营商"
     ("what do i need to port into gv", None, None),
     ("porting into Mint, where do I find my AT&T transfer PIN", None, None),  # the old line's side: ours
     ("转入要等几天", None, None),  # into what?
+    ("AT&T的号码转进Mint要多久才能用？", None, PORT_IN),  # 转进 as 转入
 ])
 def test_moving_a_number_into_a_carrier_is_not_ours(real_reader, question, provider, topic):
     # knowledge/other_services.yaml: every provider named must be one of the topic's (Google Voice is not)
     assert real_reader.read(question, provider=provider).other_topic == topic
+
+
+TEAMS = "Microsoft Teams 的电话号码和通话套餐"
+
+
+@pytest.mark.parametrize(("question", "provider", "topic"), [
+    ("How do we add a calling plan in Microsoft Teams for our team, and what's the price per user?", None, TEAMS),
+    ("Teams 能不能买一个美国电话号码给客户打", None, TEAMS),
+    ("Does a Teams Phone license come with a US number?", None, TEAMS),
+    ("how do i use my leftover skype credit in teams", None, None),  # Teams Free with Skype credit: ours
+    ("Teams里找不到拨号盘 余额还能用吗", None, None),
+    ("Teams怎麼撥打電話號碼", None, None),  # a phrasing of ours (skype-teams-dialpad)
+    ("our teams need new phones", None, None),  # teams, but no word of a phone system
+])
+def test_teams_as_a_business_phone_is_not_ours(real_reader, question, provider, topic):
+    # knowledge/other_services.yaml: Teams by a second word of a business phone, and its own words of ours
+    assert real_reader.read(question, provider=provider).other_topic == topic
+
+
+@pytest.mark.parametrize(("question", "other"), [
+    ("Zoom Pro charged my card twice this month, who do I contact", "Zoom"),
+    ("Midjourney subscription: is there any way to pay with Alipay?", "Midjourney"),
+    ("原神美区账号充值用什么卡", "原神"),
+    ("B站大会员怎么用美国的卡付", "哔哩哔哩"),
+    ("google voice 的余额能用 google one 的积分抵吗", None),  # Google Voice named: ours to judge
+])
+def test_more_apps_people_pay_for_are_named_as_not_ours(real_reader, question, other):
+    assert real_reader.read(question).other == other
 
 
 @pytest.mark.parametrize(("question", "provider", "ours"), [

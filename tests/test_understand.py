@@ -199,6 +199,8 @@ def test_teams_as_a_business_phone_is_not_ours(real_reader, question, provider, 
     ("原神美区账号充值用什么卡", "原神"),
     ("B站大会员怎么用美国的卡付", "哔哩哔哩"),
     ("google voice 的余额能用 google one 的积分抵吗", None),  # Google Voice named: ours to judge
+    ("Microsoft 365 怎麼取消自動續訂？", "Microsoft 365"),
+    ("Office 365送的Skype分钟数还能用吗", None),  # its Skype minutes, Skype named: ours
 ])
 def test_more_apps_people_pay_for_are_named_as_not_ours(real_reader, question, other):
     assert real_reader.read(question).other == other

@@ -81,7 +81,7 @@ VARIANTS = (
     Variant("**as shipped**: product words, speller, other services and topics by name (other services' codes on a "
             "Google Voice number and call forwarding among them), keeping a US number, signing in to a line, any "
             "provider's account taken over, a number taken over, a line refusing a card, paying a line by card and "
-            "paying on a public network as ours, several "
+            "paying on a public network as ours, another app's membership as not ours, several "
             "providers compared, a bare action read as how-to, topic models (vector and words), learned decline rule",
             lambda a: a, False),
     Variant("without the topic models (entry ranking alone decides the topic)", _with({"topic_weight": 0.0})),
@@ -123,7 +123,8 @@ VARIANTS = (
     Variant("without a bare action read as how-to (bare_actions: \"Tello 充话费\" read as typed, as amounts)",
             _without(bare_actions=()), False),
     Variant("without the narrow topics not ours: other services' codes on a Google Voice number, call forwarding, "
-            "moving a number into a carrier (\"WeChat code never arrives on my google voice\" left to the models)",
+            "moving a number into a carrier, Microsoft Teams as a business phone (\"WeChat code never arrives on my "
+            "google voice\" left to the models)",
             _without_narrow_topics, False),
 )
 

@@ -319,6 +319,8 @@ def test_no_phrasing_or_topic_example_of_ours_names_a_topic_that_is_not_ours():
     assert [q for q in ours if r.read(q, provider="google_voice").other_topic] == []
     # nor do the words of another app's membership, even with no provider named or chosen
     assert [q for q in ours if r.read(q).other_membership] == []
+    # nor does any name a service that is not ours without a provider of ours (other_services: Zoom, 原神...)
+    assert [q for q in ours if r.read(q).other] == []
 
 
 @pytest.mark.parametrize(("provider", "language", "topic"), [

@@ -176,6 +176,15 @@ def test_moving_a_number_into_a_carrier_is_not_ours(real_reader, question, provi
     assert real_reader.read(question, provider=provider).other_topic == topic
 
 
+@pytest.mark.parametrize(("question", "topic"), [
+    ("best travel eSIM for Japan? going in 3 weeks", "漫游"),
+    ("去日本玩一周，用美国的 Mint 还是买个旅行 eSIM 划算？", "漫游"),
+    ("到了欧洲买当地的 SIM，美国号码怎么保号", None),  # keeping the US number meanwhile: ours
+])
+def test_a_sim_bought_for_a_trip_is_roaming(real_reader, question, topic):
+    assert real_reader.read(question).other_topic == topic
+
+
 TEAMS = "Microsoft Teams 的电话号码和通话套餐"
 
 

@@ -185,6 +185,16 @@ def test_a_sim_bought_for_a_trip_is_roaming(real_reader, question, topic):
     assert real_reader.read(question).other_topic == topic
 
 
+@pytest.mark.parametrize(("question", "topic"), [
+    ("The DS-160 asks for a US phone number. Is a Google Voice number okay to put there?", "签证"),
+    ("填DS-160要美国手机号 用GV号可以吗", "签证"),
+    ("OPT application, do I need a US phone number on the I-765?", "签证"),
+    ("领事馆打电话到我的 GV 号 要付费吗", None),  # paying: a word of ours
+])
+def test_visa_forms_and_consulates_are_visas(real_reader, question, topic):
+    assert real_reader.read(question).other_topic == topic
+
+
 TEAMS = "Microsoft Teams 的电话号码和通话套餐"
 
 

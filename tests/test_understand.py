@@ -195,6 +195,21 @@ def test_visa_forms_and_consulates_are_visas(real_reader, question, topic):
     assert real_reader.read(question).other_topic == topic
 
 
+PAYPAL = "PayPal 账户受限和身份验证"
+
+
+@pytest.mark.parametrize(("question", "topic"), [
+    ("paypal 账户被限制了 怎么解封", PAYPAL),
+    ("PayPal账户怎么verify身份", PAYPAL),
+    ("my paypal account is limited, how do i appeal", PAYPAL),
+    ("PayPal 被限制了 GV 充不了值", None),  # topping up a line: ours
+    ("can i pay mint with paypal", None),  # paying us by PayPal: no trouble of its own account
+    ("只拿 GV 收 PayPal 的驗證碼，號碼會被收回嗎", None),  # a code on the number, not PayPal's identity check
+])
+def test_paypals_own_account_trouble_is_not_ours(real_reader, question, topic):
+    assert real_reader.read(question).other_topic == topic
+
+
 TEAMS = "Microsoft Teams 的电话号码和通话套餐"
 
 

@@ -140,9 +140,12 @@ def test_a_topic_named_only_beside_its_provider_and_by_two_words(real_reader, qu
 
 
 FORWARDING = "呼叫转移和短信转发"
+TEAMS = "Microsoft Teams 的电话号码和通话套餐"
+PAYPAL = "PayPal 账户受限和身份验证"
 
 
 @pytest.mark.parametrize(("question", "topic"), [
+    # call forwarding: its own words of ours, in place of ours_words
     ("forward calls from us number to china? possible? cost?", FORWARDING),  # "cost" is no word of its own of ours
     ("GV 的来电转接怎么设到国内手机", FORWARDING),
     ("How do I forward my google voice calls to my chinese number", FORWARDING),
@@ -151,9 +154,33 @@ FORWARDING = "呼叫转移和短信转发"
     ("陌生人让我把验证码转发给他", None),  # a scam: not the words
     ("有人改了我们 RingCentral 的来电转接，账号是不是被盗了", None),  # the account taken over: ours
     ("Tello 的呼叫转移会扣余额吗", None),  # the balance: ours
+    # Teams by a second word of a business phone; Teams Free with Skype credit is ours
+    ("How do we add a calling plan in Microsoft Teams for our team, and what's the price per user?", TEAMS),
+    ("Teams 能不能买一个美国电话号码给客户打", TEAMS),
+    ("Does a Teams Phone license come with a US number?", TEAMS),
+    ("how do i use my leftover skype credit in teams", None),
+    ("Teams里找不到拨号盘 余额还能用吗", None),
+    ("Teams怎麼撥打電話號碼", None),  # a phrasing of ours (skype-teams-dialpad)
+    ("our teams need new phones", None),  # teams, but no word of a phone system
+    # a SIM bought for a trip is roaming; keeping the US number meanwhile is ours
+    ("best travel eSIM for Japan? going in 3 weeks", "漫游"),
+    ("去日本玩一周，用美国的 Mint 还是买个旅行 eSIM 划算？", "漫游"),
+    ("到了欧洲买当地的 SIM，美国号码怎么保号", None),
+    # visa forms and consulates are visas; paying is a word of ours
+    ("The DS-160 asks for a US phone number. Is a Google Voice number okay to put there?", "签证"),
+    ("填DS-160要美国手机号 用GV号可以吗", "签证"),
+    ("OPT application, do I need a US phone number on the I-765?", "签证"),
+    ("领事馆打电话到我的 GV 号 要付费吗", None),
+    # PayPal's own account trouble, by a word of it beside "paypal"; topping up a line is ours
+    ("paypal 账户被限制了 怎么解封", PAYPAL),
+    ("PayPal账户怎么verify身份", PAYPAL),
+    ("my paypal account is limited, how do i appeal", PAYPAL),
+    ("PayPal 被限制了 GV 充不了值", None),
+    ("can i pay mint with paypal", None),  # paying us by PayPal: no trouble of its own account
+    ("只拿 GV 收 PayPal 的驗證碼，號碼會被收回嗎", None),  # a code on the number, not PayPal's identity check
 ])
-def test_call_forwarding_has_its_own_words_of_ours(real_reader, question, topic):
-    # knowledge/other_services.yaml: a topic with its own `ours`, in place of ours_words
+def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
+    # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)
     assert real_reader.read(question).other_topic == topic
 
 
@@ -173,49 +200,6 @@ PORT_IN = "把号码转入运营商"
 ])
 def test_moving_a_number_into_a_carrier_is_not_ours(real_reader, question, provider, topic):
     # knowledge/other_services.yaml: every provider named must be one of the topic's (Google Voice is not)
-    assert real_reader.read(question, provider=provider).other_topic == topic
-
-
-PAYPAL = "PayPal 账户受限和身份验证"
-
-
-@pytest.mark.parametrize(("question", "topic"), [
-    # a SIM bought for a trip is roaming; keeping the US number meanwhile is ours
-    ("best travel eSIM for Japan? going in 3 weeks", "漫游"),
-    ("去日本玩一周，用美国的 Mint 还是买个旅行 eSIM 划算？", "漫游"),
-    ("到了欧洲买当地的 SIM，美国号码怎么保号", None),
-    # visa forms and consulates are visas; paying is a word of ours
-    ("The DS-160 asks for a US phone number. Is a Google Voice number okay to put there?", "签证"),
-    ("填DS-160要美国手机号 用GV号可以吗", "签证"),
-    ("OPT application, do I need a US phone number on the I-765?", "签证"),
-    ("领事馆打电话到我的 GV 号 要付费吗", None),
-    # PayPal's own account trouble, by a word of it beside "paypal"; topping up a line is ours
-    ("paypal 账户被限制了 怎么解封", PAYPAL),
-    ("PayPal账户怎么verify身份", PAYPAL),
-    ("my paypal account is limited, how do i appeal", PAYPAL),
-    ("PayPal 被限制了 GV 充不了值", None),
-    ("can i pay mint with paypal", None),  # paying us by PayPal: no trouble of its own account
-    ("只拿 GV 收 PayPal 的驗證碼，號碼會被收回嗎", None),  # a code on the number, not PayPal's identity check
-])
-def test_a_trip_sim_a_visa_form_and_paypals_own_account_are_topics_not_ours(real_reader, question, topic):
-    # knowledge/other_services.yaml, read by the real knowledge base's reader
-    assert real_reader.read(question).other_topic == topic
-
-
-TEAMS = "Microsoft Teams 的电话号码和通话套餐"
-
-
-@pytest.mark.parametrize(("question", "provider", "topic"), [
-    ("How do we add a calling plan in Microsoft Teams for our team, and what's the price per user?", None, TEAMS),
-    ("Teams 能不能买一个美国电话号码给客户打", None, TEAMS),
-    ("Does a Teams Phone license come with a US number?", None, TEAMS),
-    ("how do i use my leftover skype credit in teams", None, None),  # Teams Free with Skype credit: ours
-    ("Teams里找不到拨号盘 余额还能用吗", None, None),
-    ("Teams怎麼撥打電話號碼", None, None),  # a phrasing of ours (skype-teams-dialpad)
-    ("our teams need new phones", None, None),  # teams, but no word of a phone system
-])
-def test_teams_as_a_business_phone_is_not_ours(real_reader, question, provider, topic):
-    # knowledge/other_services.yaml: Teams by a second word of a business phone, and its own words of ours
     assert real_reader.read(question, provider=provider).other_topic == topic
 
 

@@ -283,6 +283,11 @@ def test_signing_in_to_a_line_of_ours_is_found_by_its_words(reader, question, pr
     ("用GV号注册券商被拒了", None, False),  # Google Voice's number is refused by other services at sign-up
     ("Tello voicemail declined my call", None, False),  # a topic not ours
     ("Tello rejected my port request", None, False),  # "rejected" alone is no payment
+    # the other ways people say a card was refused (session 22)
+    ("Tello keeps saying 'card verification failed' with my 中国银行 visa", None, True),
+    ("tello payment didn't go through again", None, True), ("Tello 刷不过 换了两张卡", None, True),
+    ("Tello 的交易失败了", None, True),
+    ("Tello verification failed for my port", None, False),  # a card's verification, not a port's
 ])
 def test_paying_a_line_of_ours_refused_is_found_by_its_words(reader, question, provider, refused):
     u = reader.read(question, provider=provider)

@@ -178,6 +178,10 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("PayPal 被限制了 GV 充不了值", None),
     ("can i pay mint with paypal", None),  # paying us by PayPal: no trouble of its own account
     ("只拿 GV 收 PayPal 的驗證碼，號碼會被收回嗎", None),  # a code on the number, not PayPal's identity check
+    # voicemail: its own words of ours, and a password beside it is the voicemail's
+    ("US Mobile的语音信箱怎么设置 密码也忘了", "语音信箱"),
+    ("How to set up voicemail on Ultra Mobile? It ask me a password which I never set.", "语音信箱"),
+    ("Tello 的语音信箱收费吗", None),  # money: ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

@@ -182,6 +182,13 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("US Mobile的语音信箱怎么设置 密码也忘了", "语音信箱"),
     ("How to set up voicemail on Ultra Mobile? It ask me a password which I never set.", "语音信箱"),
     ("Tello 的语音信箱收费吗", None),  # money: ours
+    # two SIMs in one phone, and a business line's phone menu, are settings
+    ("iPhone 雙卡要怎麼設定預設用哪張打電話？一張中華電信一張 Mint", "双卡设置"),
+    ("how do i make my mint line the default line for calls", "双卡设置"),
+    ("双卡手机 美国卡怎么保号", None),  # keeping the number: ours
+    ("Nextiva的语音菜单怎么设置 想让客户按1转销售按2转售后", "商务电话的语音菜单和来电分配"),
+    ("How do I set up an auto attendant in RingCentral?", "商务电话的语音菜单和来电分配"),
+    ("does ringcentral charge extra for the auto attendant", None),  # money: ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

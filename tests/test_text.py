@@ -20,6 +20,9 @@ EDGE = ["", " ", "a", "🙂", "？？？", "ＧＶ怎麼儲值", "  How   do I\t
     ("我喺香港碌卡得唔得？", "我在香港刷卡行不行?"),
     ("收唔到短訊㗎喎", "收不到短信"),              # particles dropped, Hong Kong's word for SMS
     ("係唔係要交增值稅", "是不是要交增值税"),      # VAT stays VAT
+    ("增值咗但係餘額冇變 點算", "充值了但是余额没有变 怎么办"),  # session 22: 点算, 但系, 仲剩, 点睇
+    ("仲剩幾多錢？點睇？", "还剩多少钱?怎么看?"),
+    ("系统一直报错", "系统一直报错"),              # 系 alone is Mandarin's too
     ("囉嗦", "啰嗦"),                              # a Mandarin word, untouched
     ("", ""),
 ])

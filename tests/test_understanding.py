@@ -284,7 +284,6 @@ def test_chinese_words_typed_by_their_sound_reach_their_answer(real_assistant, q
     ("GV 嘅餘額會唔會過期", "gv-expiry"),
     ("點樣熄咗 T-Mobile 嘅自動續費", "tmo-auto-topup"),
     ("喺香港點樣幫美國電話卡增值最安全？網上好多人話可以代充，驚俾人呃", "gen-safety-agents"),  # declined before
-    ("張美國卡增值咗但係餘額冇變 點算", "gen-arrival-time"),  # declined before (session 22: 点算, 但系)
     ("GV 嗰啲 credit 點睇仲剩幾多錢？", "gv-confirm"),  # read as the amount before (点睇, 仲剩)
 ])
 def test_cantonese_questions_reach_their_answer(real_assistant, question, entry):

@@ -99,6 +99,19 @@ def test_stale_index_rebuilt_when_model_changes(tiny_kb, tmp_path):
     assert rebuilt.manifest.model == "hashing-64" and any("model changed" in m for m in messages)
 
 
+def test_stale_index_rebuilt_when_the_text_tables_change(tiny_kb, embedder, tmp_path, monkeypatch):
+    # The classifiers learn the knowledge base's texts as normalise() reads them: a Cantonese word added to its
+    # table changes what a fresh build learns, so an index built before is stale though no knowledge changed.
+    from retrieval.serving import text
+    first = load_or_build(tiny_kb, embedder, tmp_path)
+    assert first.manifest.text_digest == text.tables_digest()
+    monkeypatch.setitem(text.CANTONESE, "净系", "只是")
+    messages: list[str] = []
+    second = load_or_build(tiny_kb, embedder, tmp_path, progress=messages.append)
+    assert any("tables text is read with changed" in m for m in messages)
+    assert second.manifest.text_digest == text.tables_digest() != first.manifest.text_digest
+
+
 def test_current_index_served_without_rebuilding(tiny_kb, embedder, tmp_path):
     load_or_build(tiny_kb, embedder, tmp_path)
     messages: list[str] = []

@@ -33,6 +33,7 @@ from retrieval.serving.index import (
     _sha256,
     load_index,
 )
+from retrieval.serving.text import tables_digest
 
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def build_index(kb: KnowledgeBase, embedder: Embedder, progress: Progress | None
         progress("fitting the topic and scope classifiers")
     classifiers = fit_classifiers(kb, keys, embedded, fit, embed=embedder.embed_queries)
     manifest = Manifest(FORMAT, embedder.name, embedder.dim, kb.digest, len(keys), len(chunks), {},
-                        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+                        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), tables_digest())
     return SearchIndex(manifest, VectorIndex.build(embedded), keys, chunks, classifiers)
 
 
@@ -139,6 +140,8 @@ def stale_reason(index: SearchIndex, kb: KnowledgeBase, embedder: Embedder) -> s
         return f"the model changed ({m.model} -> {embedder.name})"
     if m.knowledge_digest != kb.digest:
         return "the knowledge base changed"
+    if m.text_digest != tables_digest():
+        return "the tables text is read with changed (Cantonese words, stopwords)"
     return None
 
 

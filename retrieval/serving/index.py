@@ -44,6 +44,7 @@ class Manifest:
     chunks: int
     files: dict[str, str]
     built_at: str
+    text_digest: str = ""  # text.tables_digest() when built ("" for an index built before it was kept)
 
 
 class VectorIndex:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import unicodedata
@@ -46,6 +47,13 @@ CANTONESE = {
     "仲可以": "还可以", "净返": "剩下", "净低": "剩下", "使唔使": "需不需要", "边间": "哪家", "边张": "哪张",
 }
 _CANTONESE = re.compile("|".join(sorted(map(re.escape, CANTONESE), key=len, reverse=True)))
+
+
+def tables_digest() -> str:
+    """A digest of the tables `normalise` and `words` read text with. The classifiers are fitted on the knowledge
+    base's texts read so: an index built under other tables is stale (`build.index.stale_reason`)."""
+    table = "\n".join([*(f"{k}\t{v}" for k, v in sorted(CANTONESE.items())), *sorted(STOPWORDS)])
+    return hashlib.sha256(table.encode("utf-8")).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)

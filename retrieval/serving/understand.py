@@ -255,8 +255,12 @@ class Reader:
                     and not (self.us_number and self.us_number.search(spelled)))
 
     def _names_a_topic_not_ours(self, spelled: str) -> bool:
-        """A word of a topic not ours ("Cricket 语音信箱登不上" is about voicemail), whatever words of ours beside."""
-        return bool(self.other_topics and self.other_topics.search(spelled))
+        """A word of a topic not ours ("Cricket 语音信箱登不上" is about voicemail), whatever words of ours beside: a
+        plain topic's, or a narrow one's named by its words alone, for any provider (voicemail, with words of ours of
+        its own); not one named beside certain providers or by two words together."""
+        return bool((self.other_topics and self.other_topics.search(spelled))
+                    or any(named_by.search(spelled) for topic, named_by, also, _ in self.narrow_topics
+                           if named_by and also is None and not topic.providers))
 
     def _other_topic(self, spelled: str, provider: str | None, named: tuple[str, ...] = ()) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,

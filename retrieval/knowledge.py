@@ -435,6 +435,14 @@ def _both(words) -> tuple[str, ...]:
     return tuple(w for lang in LANGUAGES for w in getattr(words, lang)) if words else ()
 
 
+def _topic_ours(topic, file) -> tuple[str, ...] | None:
+    """The words that leave a topic not ours to the models: its own (`ours`), else the file's ours_words with its
+    `more_ours`, else None (the file's ours_words, read as a plain topic)."""
+    if topic.ours:
+        return _both(topic.ours)
+    return _both(file.ours_words) + _both(topic.more_ours) if topic.more_ours else None
+
+
 def _vocabulary(docs: dict[str, Any], errors: list[str]
                 ) -> tuple[tuple[TermGroup, ...], tuple[str, ...], tuple[str, ...]]:
     if VOCABULARY_FILE not in docs:
@@ -490,7 +498,7 @@ def _other_services(docs: dict[str, Any], files: dict[str, ProviderFile], known:
             "refused_words": _both(f.refused_words), "public_wifi_words": _both(f.public_wifi_words),
             "paying_words": _both(f.paying_words), "membership_words": _both(f.membership_words),
             "other_topics": tuple(OtherTopic(t.name, t.en, _both(t.words), t.providers, _both(t.also),
-                                             _both(t.ours) if t.ours else None) for t in f.other_topics),
+                                             _topic_ours(t, f)) for t in f.other_topics),
             "ours_words": _both(f.ours_words)}
 
 

@@ -371,6 +371,8 @@ class OtherTopicSchema(Schema):
     also: PerLanguage[Texts] | None = None
     # ...and left to the models by these words instead of ours_words (which hold "验证码" and "注册" themselves)
     ours: PerLanguage[Texts] | None = None
+    # ...or by ours_words and these words too ("客服", "a human": a carrier's phone menu is met on the way to support)
+    more_ours: PerLanguage[Texts] | None = None
 
 
 class OtherServicesFile(Schema):

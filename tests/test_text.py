@@ -92,9 +92,8 @@ def test_escape_markdown_escapes_links_emphasis_html_and_formulas():
 
 
 def test_the_cantonese_words_added_in_session_22_are_no_words_of_the_knowledge_base():
-    # The classifiers learn the knowledge base's texts normalised, and the index is rebuilt when the knowledge
-    # changes, not when this table does: a word the knowledge base uses would leave a built index reading it
-    # otherwise than a fresh one (但系 and 唔系 did).
+    # The classifiers learn the knowledge base's texts normalised: a word the knowledge base uses would refit them,
+    # a change to be measured on a fresh build as any refit is (但系 and 唔系 cost three development answers).
     added = ["点算", "点搞", "点做", "点睇", "点先", "仲剩", "仲可以", "净返", "净低", "使唔使", "边间", "边张"]
     assert set(added) <= set(CANTONESE)
     text = _t2s().convert("".join(p.read_text(encoding="utf-8") for p in (ROOT / "knowledge").glob("*.yaml")))

@@ -189,6 +189,7 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("Nextiva的语音菜单怎么设置 想让客户按1转销售按2转售后", "商务电话的语音菜单和来电分配"),
     ("How do I set up an auto attendant in RingCentral?", "商务电话的语音菜单和来电分配"),
     ("does ringcentral charge extra for the auto attendant", None),  # money: ours
+    ("打 Tello 客服一直是语音菜单，怎么转人工", None),  # reaching a person at support: ours (more_ours)
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

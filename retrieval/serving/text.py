@@ -32,9 +32,9 @@ STOPWORDS = frozenset(
 # quirks cost more than they gave: 推荐么 -> 推荐幺, 查询 -> 查找; measured 2 December 2026). Longer forms win.
 # Session 22 added what a question asks with (点算 and 点搞 what to do, 点睇 how to see, 仲剩 still left): not 点 or 仲
 # alone, which Mandarin has too (点卡, 仲裁). Only words no phrasing or topic example uses: the classifiers learn the
-# knowledge base's texts normalised, and the index is rebuilt only when the knowledge changes, not this table (但系
-# and 唔系 as 但是 and 不是 changed the classifiers: 3 more development answers lost than gained, measured on a fresh
-# build; tests/test_text.py keeps the table off the knowledge base's words).
+# knowledge base's texts normalised, so a word they use refits them (但系 and 唔系 as 但是 and 不是 did: 3 more
+# development answers lost than gained; tests/test_text.py keeps these off the knowledge base's words). The index is
+# rebuilt when this table changes (`tables_digest`, kept in its manifest).
 CANTONESE = {
     "点样": "怎样", "点解": "为什么", "几时": "什么时候", "几多": "多少", "几耐": "多久", "边度": "哪里",
     "边个": "谁", "乜嘢": "什么", "乜": "什么", "咩": "什么", "嘢": "东西", "系唔系": "是不是", "系咪": "是不是",

@@ -146,6 +146,10 @@ class Reader:
         # topics named only beside a provider, by two words together or left to the models by their own words of ours
         self.narrow_topics = [(t, _pattern(t.words), _pattern(t.also),
                                self.ours if t.ours is None else _pattern(t.ours)) for t in kb.other_topics if t.narrow]
+        # every topic a word names alone, whatever its words of ours (voicemail has its own): such a word keeps a
+        # line's sign-in, refusal or card from being ours ("Cricket 语音信箱登不上"); not a topic named only beside
+        # certain providers or by two words together
+        self.named_alone = _pattern([w for t in kb.other_topics if not t.providers and not t.also for w in t.words])
         self.keep, self.account, self.refused = (_pattern(kb.keep_words), _pattern(kb.account_words),
                                                  _pattern(kb.refused_words))
         self.takeover, self.number, self.card = (_pattern(kb.takeover_words), _pattern(kb.number_words),
@@ -255,12 +259,9 @@ class Reader:
                     and not (self.us_number and self.us_number.search(spelled)))
 
     def _names_a_topic_not_ours(self, spelled: str) -> bool:
-        """A word of a topic not ours ("Cricket 语音信箱登不上" is about voicemail), whatever words of ours beside: a
-        plain topic's, or a narrow one's named by its words alone, for any provider (voicemail, with words of ours of
-        its own); not one named beside certain providers or by two words together."""
-        return bool((self.other_topics and self.other_topics.search(spelled))
-                    or any(named_by.search(spelled) for topic, named_by, also, _ in self.narrow_topics
-                           if named_by and also is None and not topic.providers))
+        """A word of a topic not ours that names it alone ("Cricket 语音信箱登不上" is about voicemail), whatever words
+        of ours beside (`named_alone`)."""
+        return bool(self.named_alone and self.named_alone.search(spelled))
 
     def _other_topic(self, spelled: str, provider: str | None, named: tuple[str, ...] = ()) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,

@@ -190,6 +190,23 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("How do I set up an auto attendant in RingCentral?", "商务电话的语音菜单和来电分配"),
     ("does ringcentral charge extra for the auto attendant", None),  # money: ours
     ("打 Tello 客服一直是语音菜单，怎么转人工", None),  # reaching a person at support: ours (more_ours)
+    ("where do i turn on the auto receptionist for our nextiva line", "商务电话的语音菜单和来电分配"),
+    # recording calls, the caller ID, emergency calls, business texting registration and a handset's bands are
+    # settings of the phone or the line, not paying for it
+    ("US Mobile 能不能自动录音？想把和房东的电话录下来", "通话录音"),
+    ("Is call recording legal on RingCentral if I don't tell the customer?", "通话录音"),
+    ("Does Google Voice charge for call recording?", None),  # money: ours
+    ("朋友說我打過去來電顯示是一串亂碼，Tello 可以改嗎", "来电显示"),
+    ("how do i change the caller id name on my mint line", "来电显示"),
+    ("Nextiva 的 E911 紧急地址在哪里更新", "紧急电话（911）"),
+    ("can I dial 911 from a google voice number?", "紧急电话（911）"),
+    ("ultra got suspended for not paying, can i still call 911?", None),  # a suspended line: ours (expiry)
+    ("RingCentral 的短信要做 10DLC 注册，流程是什么", "企业短信注册（10DLC）"),  # 注册 is not its word of ours
+    ("what is A2P 10DLC and why are my nextiva texts failing", "企业短信注册（10DLC）"),
+    ("10DLC 注册要收多少钱，会从 RingCentral 账单扣吗", None),  # money: ours
+    ("从国内带过去的华为手机 能用 Visible 吗 频段支持吗", "手机和网络频段的兼容"),
+    ("is a pixel 7 from japan compatible with cricket?", "手机和网络频段的兼容"),
+    ("my card isn't compatible with the mint checkout page", None),  # a card: ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

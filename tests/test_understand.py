@@ -207,6 +207,10 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("从国内带过去的华为手机 能用 Visible 吗 频段支持吗", "手机和网络频段的兼容"),
     ("is a pixel 7 from japan compatible with cricket?", "手机和网络频段的兼容"),
     ("my card isn't compatible with the mint checkout page", None),  # a card: ours
+    # another app paid with the line's balance or bill; topping the line up is ours
+    ("Steam 游戏能不能用 Ultra 的话费余额买？", "用话费给其他应用付款"),
+    ("is there carrier billing on visible for the app store", "用话费给其他应用付款"),
+    ("carrier billing charged my cricket line, how do i get a refund", None),  # a refund: ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

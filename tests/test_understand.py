@@ -211,6 +211,24 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("Steam 游戏能不能用 Ultra 的话费余额买？", "用话费给其他应用付款"),
     ("is there carrier billing on visible for the app store", "用话费给其他应用付款"),
     ("carrier billing charged my cricket line, how do i get a refund", None),  # a refund: ours
+    # kinds a writer asked for kinds no list of ours named came up with (session 23)
+    ("换了新手机 GV 的短信记录能不能导出来", "导出聊天和通话记录"),
+    ("how do i back up my texts before switching from tello to mint", "导出聊天和通话记录"),
+    ("Tello 的充值记录在哪看", None),  # the records topic: top-ups, receipts
+    ("Mint 能不能选靓号 想要好记一点的", "挑选号码"),
+    ("can i pick my own number when i sign up for us mobile?", None),  # signing up: ours
+    ("lost my phone at the airport, can h2o locate my phone?", "找回和定位手机"),
+    ("手机被偷了 Ultra 号码怎么保住", None),  # keeping the number: ours
+    ("how do i set up parental controls on my son's cricket line", "家长控制"),
+    ("How do I make a three-way call on Visible?", "三方通话和电话会议"),
+    ("GV 能设置自动回复吗 晚上不想接客户电话", "定时短信和自动回复"),
+    ("is it worth buying a refurbished iphone for my verizon prepaid line", "手机解锁和以旧换新"),
+    ("T-Mobile prepaid 手机解锁要满足什么条件", "手机解锁和以旧换新"),
+    ("my mint account is locked, how do i unlock it", None),  # the account: ours
+    ("新办的 Visible 号码天天有催收电话找前机主", "前机主的来电和短信"),
+    ("can i write off my google voice number as a freelancer", "报税和抵扣"),
+    ("要报税 Tello 去年的付款记录怎么导出", None),  # receipts for a tax return: the records topic
+    ("RingCentral 怎么把离职员工的分机转给新人", "商务电话的分机和报表"),
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

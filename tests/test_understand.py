@@ -229,6 +229,10 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("can i write off my google voice number as a freelancer", "报税和抵扣"),
     ("要报税 Tello 去年的付款记录怎么导出", None),  # receipts for a tax return: the records topic
     ("RingCentral 怎么把离职员工的分机转给新人", "商务电话的分机和报表"),
+    ("is verizon home internet worth it for a student apartment", "家庭宽带"),
+    ("家里人从国内发来的中文短信在 Mint 上全是乱码", "短信乱码"),
+    ("这个号码是哪家运营商的？怎么查", "查号码属于哪家运营商"),
+    ("Tello是哪家运营商的网络", None),  # which network a provider of ours runs on: its overview
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

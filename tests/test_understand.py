@@ -212,9 +212,10 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("is there carrier billing on visible for the app store", "用话费给其他应用付款"),
     ("carrier billing charged my cricket line, how do i get a refund", None),  # a refund: ours
     # kinds a writer asked for kinds no list of ours named came up with (session 23)
-    ("换了新手机 GV 的短信记录能不能导出来", "导出聊天和通话记录"),
-    ("how do i back up my texts before switching from tello to mint", "导出聊天和通话记录"),
+    ("换了新手机 GV 的短信记录能不能导出来", "导出短信和通话记录"),
+    ("how do i back up my texts before switching from tello to mint", "导出短信和通话记录"),
     ("Tello 的充值记录在哪看", None),  # the records topic: top-ups, receipts
+    ("skype 关了 聊天记录还能导出吗", None),  # Skype's chat history after its retirement: skype-expiry
     ("Mint 能不能选靓号 想要好记一点的", "挑选号码"),
     ("can i pick my own number when i sign up for us mobile?", None),  # signing up: ours
     ("lost my phone at the airport, can h2o locate my phone?", "找回和定位手机"),

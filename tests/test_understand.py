@@ -234,6 +234,11 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("家里人从国内发来的中文短信在 Mint 上全是乱码", "短信乱码"),
     ("这个号码是哪家运营商的？怎么查", "查号码属于哪家运营商"),
     ("Tello是哪家运营商的网络", None),  # which network a provider of ours runs on: its overview
+    ("can my apple watch use my mint number", "智能手表"),
+    ("how much is a watch line on t-mobile prepaid", None),  # its price: ours
+    ("从 GV 打国内手机 要不要加0", "拨号格式"),
+    ("T-Mobile 数据泄露的和解金怎么申请", "隐私和数据泄露"),
+    ("after the data breach someone hacked my cricket account", None),  # the account taken over: ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

@@ -237,6 +237,9 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("can my apple watch use my mint number", "智能手表"),
     ("how much is a watch line on t-mobile prepaid", None),  # its price: ours
     ("从 GV 打国内手机 要不要加0", "拨号格式"),
+    ("how do i dial customer service from my cricket phone", None),  # reaching support: ours (more_ours)
+    ("how do I turn on SIM lock on T-Mobile prepaid so nobody can swap my SIM", None),  # account security
+    ("充值后余额多久会出来显示", None),  # 来显 (caller ID) is no word of it
     ("T-Mobile 数据泄露的和解金怎么申请", "隐私和数据泄露"),
     ("after the data breach someone hacked my cricket account", None),  # the account taken over: ours
 ])

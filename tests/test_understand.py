@@ -242,6 +242,23 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("充值后余额多久会出来显示", None),  # 来显 (caller ID) is no word of it
     ("T-Mobile 数据泄露的和解金怎么申请", "隐私和数据泄露"),
     ("after the data breach someone hacked my cricket account", None),  # the account taken over: ours
+    # kinds read in the opened dev_blind12 (session 24)
+    ("我用 Mint 打给别人，对方 iPhone 显示 Spam Likely，怎么改？", "骚扰电话和垃圾短信"),
+    ("our nextiva calls get flagged as spam on customers' phones", "骚扰电话和垃圾短信"),
+    ("Ultra 能不能换个纽约的区号的号码", "挑选号码"),
+    ("can i get a 415 area code with tello", "挑选号码"),
+    ("台灣的卡沒有美國郵遞區號，Verizon 結帳要填什麼", None),  # a ZIP code (邮递区号): ours
+    ("按时交 Visible 的钱能攒信用分吗", "信用分和手机分期"),  # 交…钱 is ours_words', not the topic's own
+    ("do i need a credit check to finance an iphone at cricket", "信用分和手机分期"),
+    ("credit check in teams", None),  # checking Skype credit: a phrasing of ours
+    ("Lycamobile 能刷信用卡或者用PayPal吗", None),  # 刷信用卡 is no credit score
+    ("credit score too low, can i still top up my mint plan", None),  # topping up: ours
+    ("Tello 的 SIM 卡要输 PUK 码，去哪找", "SIM 卡的 PIN 和 PUK 码"),
+    ("where is the transfer pin for h2o, not the puk", None),  # the transfer PIN: ours
+    ("US Mobile 的 SIM 卡能寄到中国吗", "SIM 卡的邮寄和配送"),
+    ("anyone got a mint referral code?", "推荐码和优惠码"),
+    ("Tello 充值有没有优惠码", None),  # topping up: ours
+    ("GV 的转接设置里能加国内手机号吗", "呼叫转移和短信转发"),
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)
@@ -317,6 +334,16 @@ def test_paying_a_line_of_ours_by_card_is_ours(real_reader, question, provider, 
 ])
 def test_keeping_a_us_number_is_found_by_its_words(reader, question, keeps):
     assert reader.read(question).keeps_us_number is keeps
+
+
+@pytest.mark.parametrize(("question", "own"), [
+    ("att prepaid acount locked after too many password tries, cant pay my bill", True),  # session 24
+    ("Mint 账号被锁了 交不了月租", True),
+    ("my gmail account is locked", False),  # no line of ours
+    ("Tello 的 SIM 卡锁了要输 PUK", False),  # the SIM's lock, not the account's
+])
+def test_an_account_locked_is_signing_in_to_it(real_reader, question, own):
+    assert real_reader.read(question).own_account is own
 
 
 @pytest.mark.parametrize(("question", "provider", "own"), [

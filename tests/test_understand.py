@@ -292,6 +292,11 @@ def test_moving_a_number_into_a_carrier_is_not_ours(real_reader, question, provi
     ("google voice 的余额能用 google one 的积分抵吗", None),  # Google Voice named: ours to judge
     ("Microsoft 365 怎麼取消自動續訂？", "Microsoft 365"),
     ("Office 365送的Skype分钟数还能用吗", None),  # its Skype minutes, Skype named: ours
+    # China's carriers by their short names (session 24)
+    ("移动的号在美国怎么充话费？我妈的卡快停机了", "中国移动"),
+    ("移动 的 卡 保号 最便宜 套餐 是啥? i'm abroad for 4 years", "中国移动"),  # spacing aside
+    ("联通的号出国了怎么交月租", "中国联通"),
+    ("回国用移动的卡，美国号码怎么保号", None),  # the US number: ours
 ])
 def test_more_apps_people_pay_for_are_named_as_not_ours(real_reader, question, other):
     assert real_reader.read(question).other == other

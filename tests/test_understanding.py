@@ -42,6 +42,15 @@ def assert_reaches_top_up(real_assistant, provider: str, form: str) -> None:
     assert entry.topic in ("topup_steps", "payment_methods"), (a.entry_id, entry.topic)
 
 
+@pytest.mark.parametrize("form", ["{} 登不上去", "{} 账号登不进去", "{} 登陆不上 怎么办"])
+@pytest.mark.parametrize("provider", list(CARRIERS))
+def test_not_signing_in_reaches_the_account_topic(real_assistant, provider, form):
+    # knowledge/vocabulary.yaml, cannot_sign_in: the models read 登不上 as 充不上 (a payment failed) for every carrier
+    a = real_assistant.ask(form.format(CARRIERS[provider]))
+    entry = real_assistant.kb.by_id[a.entry_id]
+    assert a.kind is Kind.ANSWER and entry.topic == "account" and entry.provider in (provider, "general")
+
+
 def test_the_e_card_question_reaches_the_general_top_up_steps(real_assistant):
     a = real_assistant.ask("美国E卡手机卡怎么充值？")
     # No provider named: the general steps now, and which provider for the exact ones.

@@ -32,7 +32,8 @@ STOPWORDS = frozenset(
 # quirks cost more than they gave: 推荐么 -> 推荐幺, 查询 -> 查找; measured 2 December 2026). Longer forms win.
 # Session 22 added what a question asks with (点算 and 点搞 what to do, 点睇 how to see, 仲剩 still left): not 点 or 仲
 # alone, which Mandarin has too (点卡, 仲裁). Session 24 added 仲可唔可以 and 点增值 (增值 is Hong Kong's
-# word, so 点 before it asks how). Only words no phrasing or topic example uses: the classifiers learn the
+# word, so 点 before it asks how), and paying that fails (付唔到, 碌唔到: "can't pay", where 付不到 would read as
+# money not arriving). Only words no phrasing or topic example uses: the classifiers learn the
 # knowledge base's texts normalised, so a word they use refits them (但系 and 唔系 as 但是 and 不是 did: 3 more
 # development answers lost than gained; tests/test_text.py keeps these off the knowledge base's words). The index is
 # rebuilt when this table changes (`tables_digest`, kept in its manifest).
@@ -46,7 +47,8 @@ CANTONESE = {
     "增值": "充值", "增值税": "增值税", "增值服务": "增值服务", "短讯": "短信", "㗎": "", "㖞": "", "啩": "", "嘞": "",
     "点算": "怎么办", "点搞": "怎么办", "点做": "怎么做", "点睇": "怎么看", "点先": "怎样才", "仲剩": "还剩",
     "仲可以": "还可以", "净返": "剩下", "净低": "剩下", "使唔使": "需不需要", "边间": "哪家", "边张": "哪张",
-    "仲可唔可以": "还可不可以", "点增值": "怎么充值",
+    "仲可唔可以": "还可不可以", "点增值": "怎么充值", "付唔到": "付不了", "交唔到": "交不了", "俾唔到钱": "付不了钱",
+    "畀唔到钱": "付不了钱", "碌唔到": "刷不了", "增值唔到": "充值不了",
 }
 _CANTONESE = re.compile("|".join(sorted(map(re.escape, CANTONESE), key=len, reverse=True)))
 

@@ -259,6 +259,18 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("anyone got a mint referral code?", "推荐码和优惠码"),
     ("Tello 充值有没有优惠码", None),  # topping up: ours
     ("GV 的转接设置里能加国内手机号吗", "呼叫转移和短信转发"),
+    # kinds found by asking the same thing of every carrier (session 24)
+    ("Mint 网络覆盖怎么样", "网络覆盖和信号"),
+    ("does visible have good coverage", "网络覆盖和信号"),
+    ("I ported out of US Mobile because coverage was bad, can I get a refund", None),  # a refund: ours
+    ("Tello 怎么改号码", "挑选号码"),
+    ("how do i change my number on cricket", "挑选号码"),
+    ("换号码后 GV 余额还在吗", None),  # the balance: ours
+    ("T-Mobile 招聘吗", "公司招聘和股票"),
+    ("is verizon stock a buy", "公司招聘和股票"),
+    ("Cricket iPhone 优惠", "买手机和手机优惠"),
+    ("best visible phone deals", "买手机和手机优惠"),
+    ("买手机送的 Mint 套餐怎么续费", None),  # renewing the plan: ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

@@ -271,6 +271,10 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("Cricket iPhone 优惠", "买手机和手机优惠"),
     ("best visible phone deals", "买手机和手机优惠"),
     ("买手机送的 Mint 套餐怎么续费", None),  # renewing the plan: ours
+    ("美国留学生怎么找工作", "公司招聘和股票"),
+    ("how to get a US credit card", "申请信用卡"),
+    ("留学生怎么申请第一张美国信用卡", "申请信用卡"),
+    ("没有美国信用卡，申请信用卡之前怎么交话费", None),  # paying the line: ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

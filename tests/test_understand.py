@@ -275,6 +275,10 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("how to get a US credit card", "申请信用卡"),
     ("留学生怎么申请第一张美国信用卡", "申请信用卡"),
     ("没有美国信用卡，申请信用卡之前怎么交话费", None),  # paying the line: ours
+    ("RingCentral 怎么开视频会议", "视频通话和会议"),
+    ("how do i make a video call on skype now", "视频通话和会议"),
+    ("RingCentral app 闪退", "应用闪退和卡顿"),
+    ("the mint app keeps crashing when i try to pay", None),  # paying: ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

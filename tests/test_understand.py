@@ -266,6 +266,9 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("Tello 怎么改号码", "挑选号码"),
     ("how do i change my number on cricket", "挑选号码"),
     ("换号码后 GV 余额还在吗", None),  # the balance: ours
+    ("GV 换号码要钱吗", None),  # money: ours
+    ("is google voice a free phone number", None),  # Google Voice's overview
+    ("how do i get a new number on google voice", None),  # signing up
     ("T-Mobile 招聘吗", "公司招聘和股票"),
     ("is verizon stock a buy", "公司招聘和股票"),
     ("Cricket iPhone 优惠", "买手机和手机优惠"),

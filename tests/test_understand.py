@@ -407,6 +407,10 @@ def test_signing_in_to_a_line_of_ours_is_found_by_its_words(reader, question, pr
     ("tello payment didn't go through again", None, True), ("Tello 刷不过 换了两张卡", None, True),
     ("Tello 的交易失败了", None, True),
     ("Tello verification failed for my port", None, False),  # a card's verification, not a port's
+    # Google Voice and Skype too, with a word of paying: "there was a problem processing your payment" was declined
+    ("Has anyone else gotten 'There was a problem processing your payment' on Google Voice this week?", None, True),
+    ("GV 充值一直被拒 换了三张卡", None, True), ("付款失败", "google_voice", True),
+    ("上次用GV号注册被拒了", None, False),  # refused, but nothing paid
 ])
 def test_paying_a_line_of_ours_refused_is_found_by_its_words(reader, question, provider, refused):
     u = reader.read(question, provider=provider)

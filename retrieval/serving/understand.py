@@ -77,7 +77,8 @@ class Understood:
     # signing in to a phone line of ours ("cant login to mint"), or the account of any provider of ours taken over
     # ("someone took over my google voice"): ours, never declined
     own_account: bool = False
-    # paying a phone line of ours was refused ("US Mobile declines my Wise card"): ours, never declined
+    # paying a phone line of ours was refused ("US Mobile declines my Wise card"), or paying Google Voice or Skype
+    # ("a problem processing your payment on Google Voice"): ours, never declined
     own_payment_refused: bool = False
     # paying on a public network ("在机场连公共wifi充话费安全吗"): the safety topic, ours, never declined
     pays_on_public_wifi: bool = False
@@ -220,7 +221,9 @@ class Reader:
             own_account=(self._own_line(provider, spelled, self.account)
                          or self._own_line(provider, spelled, self.takeover, any_kind=True)
                          or self._number_taken_over(provider, spelled)),
-            own_payment_refused=self._own_line(provider, spelled, self.refused),
+            own_payment_refused=(self._own_line(provider, spelled, self.refused)
+                                 or bool(self._own_line(provider, spelled, self.refused, any_kind=True)
+                                         and self.paying and self.paying.search(spelled))),
             pays_line_by_card=bool(self._own_line(provider, spelled, self.card) and self.paying
                                    and self.paying.search(spelled)),
             pays_on_public_wifi=bool(self.public_wifi and self.paying and self.public_wifi.search(spelled)

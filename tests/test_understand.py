@@ -371,6 +371,8 @@ def test_paying_a_line_of_ours_by_card_is_ours(real_reader, question, provider, 
     ("how do i top up my us number", True), ("帮我妈的美国手机号交话费", True),  # topping it up keeps it alive
     ("網路上那種代儲值美國門號的網站安全嗎", True),  # 門號: Taiwan's word for a phone number
     ("有没有美国号码接码平台，付几块钱收一条验证码", False),  # paid for by the message: the models judge
+    ("E卡和GV哪个保号划算", True), ("美國prepaid卡點樣keep住個number", True),  # the US prepaid SIM, in other words
+    ("我的China Mobile卡在美国怎么保号", False),  # "mobile卡" is no E卡
 ])
 def test_keeping_a_us_number_is_found_by_its_words(reader, question, keeps):
     assert reader.read(question).keeps_us_number is keeps

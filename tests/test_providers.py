@@ -49,6 +49,8 @@ def real_finder():
     ("狗V里的余额会过期吗", "google_voice"), ("狗歌语音登录不进去", "google_voice"),
     ("A家预付卡的账户密码忘了", "att_prepaid"),
     ("大V家的预付费什么时候到期", "verizon_prepaid"), ("V家预付费怎么防止被换卡", "verizon_prepaid"),
+    # RC for RingCentral: every question of the opened sets naming "RC" alone meant RingCentral (16 of 16)
+    ("RC年付合同怎么关自动续约", "ringcentral"), ("RC says payment failed", "ringcentral"),
 ])
 def test_real_aliases(real_finder, question, provider):
     assert real_finder.find(question) == provider

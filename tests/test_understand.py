@@ -373,6 +373,7 @@ def test_paying_a_line_of_ours_by_card_is_ours(real_reader, question, provider, 
     ("有没有美国号码接码平台，付几块钱收一条验证码", False),  # paid for by the message: the models judge
     ("E卡和GV哪个保号划算", True), ("美國prepaid卡點樣keep住個number", True),  # the US prepaid SIM, in other words
     ("我的China Mobile卡在美国怎么保号", False),  # "mobile卡" is no E卡
+    ("my daughter asked me to pay her phone bill, it's a US phone, I'm in Shanghai", True),  # the line's own bill
 ])
 def test_keeping_a_us_number_is_found_by_its_words(reader, question, keeps):
     assert reader.read(question).keeps_us_number is keeps

@@ -294,6 +294,8 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("RingCentral 传真怎么收费", None),  # what faxing costs: ours to judge
     ("用 Mint 刷抖音很耗流量吗", "流量用量"),
     ("Mint 流量用完了怎么充值", None),  # topping up: ours
+    ("my texts to china wont send on h2o, messages not delivered", "短信发不出去"),
+    ("GV 充值后短信发不出去", None),  # topping up: the models judge
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

@@ -221,9 +221,8 @@ class Reader:
             own_account=(self._own_line(provider, spelled, self.account)
                          or self._own_line(provider, spelled, self.takeover, any_kind=True)
                          or self._number_taken_over(provider, spelled)),
-            own_payment_refused=(self._own_line(provider, spelled, self.refused)
-                                 or bool(self._own_line(provider, spelled, self.refused, any_kind=True)
-                                         and self.paying and self.paying.search(spelled))),
+            own_payment_refused=(self._own_line(provider, spelled, self.refused, any_kind=True)
+                                 and (provider in self.lines or bool(self.paying and self.paying.search(spelled)))),
             pays_line_by_card=bool(self._own_line(provider, spelled, self.card) and self.paying
                                    and self.paying.search(spelled)),
             pays_on_public_wifi=bool(self.public_wifi and self.paying and self.public_wifi.search(spelled)

@@ -190,6 +190,8 @@ class Conversation:
     known_word_zipf: float = 3.0
     provider_order: tuple[str, ...] = ()  # the "which provider?" buttons, first to last
     context: dict[str, tuple[str, ...]] = field(default_factory=dict)  # what people write around a question
+    # a life around a question (a visa, a move, a new job): learned around phrasings by the scope models only
+    stories: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -422,7 +424,7 @@ def _conversation(docs: dict[str, Any], known: list[str], errors: list[str]) -> 
     return Conversation(intents, _by_language(f.follow_up_words), _by_language(f.follow_up_fillers),
                         _by_language(f.follow_up_answers), _by_language(f.question_words),
                         _by_language(f.same_words), _by_language(f.correction_words), f.known_word_zipf,
-                        f.provider_order, _by_language(f.context))
+                        f.provider_order, _by_language(f.context), _by_language(f.stories))
 
 
 def _by_language(words) -> dict[str, tuple[str, ...]]:

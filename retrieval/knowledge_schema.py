@@ -316,6 +316,7 @@ class ConversationFile(Schema):
     known_word_zipf: float
     provider_order: tuple[Text, ...] = ()
     context: PerLanguage[Texts] | None = None
+    stories: PerLanguage[Texts] | None = None
 
     @check("known_word_zipf")
     @classmethod

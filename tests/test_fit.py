@@ -62,6 +62,35 @@ def test_augmenting_is_deterministic_and_can_be_turned_off(kb):
     assert with_context(kb, keys, FitConfig(augment_every=0)) == []
 
 
+def test_stories_are_told_around_phrasings_from_their_own_pool(kb):
+    """conversation.yaml's stories are a second pool: the same keys, chosen the same way, with its sentences."""
+    keys = make_keys(kb)
+    stories = {lang: tuple(f"<{lang} {i}>" for i in range(5)) for lang in kb.conversation.context}
+    told = with_context(kb, keys, FitConfig(), stories)
+    around = with_context(kb, keys, FitConfig())
+    assert [(k.entry_id, k.kind) for k in told] == [(k.entry_id, k.kind) for k in around]
+    assert all(not re.search(r"<\w+ ([5-9]|\d\d+)>", k.text) for k in told)  # only the five stories
+    assert told != around
+
+
+def test_stories_teach_the_scope_models_and_leave_the_topic_models_alone():
+    """A question of ours told inside a life is learned as ours by the scope models; the topic models, which
+    a story would only blur, are fitted as without stories."""
+    real = load_knowledge(ROOT / "knowledge")
+    assert real.conversation.stories.get("zh") and real.conversation.stories.get("en")
+    plain = dataclasses.replace(real, conversation=dataclasses.replace(real.conversation, stories={}))
+    embedder = HashingEmbedder()
+    with_stories = build_index(real, embedder).classifiers
+    without = build_index(plain, embedder).classifiers
+    assert with_stories.topic.coef.tolist() == without.topic.coef.tolist()
+    assert with_stories.word_topic.linear.coef.tolist() == without.word_topic.linear.coef.tolist()
+    assert with_stories.scope.coef.tolist() != without.scope.coef.tolist()
+    # the scope word model has learned the stories' words, and only theirs are new
+    new = set(with_stories.words.terms) - set(without.words.terms)
+    told = " ".join(s.lower() for sentences in real.conversation.stories.values() for s in sentences)
+    assert new and all(any(part in told for part in term.split("_")) for term in new)
+
+
 @pytest.mark.parametrize("changes", [{"context_in": 0}, {"context_out": 0}])
 def test_a_context_count_under_one_is_refused_by_name(changes):
     with pytest.raises(ValueError, match="context_in and context_out must be at least 1"):

@@ -8,8 +8,9 @@ fitted on the phrasings alone, is what the decline rule reads: one that has lear
 each topic is sure of a topic for questions near the line as well). A word topic model learns the same
 texts as TF-IDF of their words: it hears "交话费" or "月租" in a long story the embedding averages away.
 The scope models learn the same phrasings against the questions we decline (knowledge/out_of_scope.yaml,
-many of them near the line), by vector and by words. All are plain logistic regressions: deterministic,
-seconds to fit, a matrix product to apply.
+many of them near the line), by vector and by words, some of both told inside a life (a visa, a move: the
+stories of knowledge/conversation.yaml), so that a question asked in passing in a long post is still ours.
+All are plain logistic regressions: deterministic, seconds to fit, a matrix product to apply.
 """
 
 from __future__ import annotations
@@ -67,13 +68,15 @@ def _fit(x: np.ndarray, y: Sequence[str], c: float, max_iter: int, balanced: boo
                             model.intercept_.astype(dtype))
 
 
-def with_context(kb: KnowledgeBase, keys: list[Key], config: FitConfig) -> list[Key]:
+def with_context(kb: KnowledgeBase, keys: list[Key], config: FitConfig,
+                 pool: dict[str, tuple[str, ...]] | None = None) -> list[Key]:
     """Every `config.augment_every`-th phrasing and declined question again, with context sentences before
     and after it: deterministic (the n-th key, the sentences chosen by position), in the key's own language.
 
     The n-th augmented key gets 1 + n % most sentences (most: context_in for a phrasing, context_out for a
-    question we decline), spread over several places in the pool, half of them before the question."""
-    pool = kb.conversation.context
+    question we decline), spread over several places in the pool, half of them before the question.
+    `pool`: the sentences by language (default knowledge/conversation.yaml's `context`)."""
+    pool = kb.conversation.context if pool is None else pool
     out = []
     chosen = [k for k in keys if k.kind in (KeyKind.QUESTION, KeyKind.OFF_TOPIC)]
     every = config.augment_every
@@ -108,6 +111,7 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
     topic_of = {e.id: e.topic for e in kb.entries}
     # the word topic model learns the phrasings as written: context sentences are words of no topic
     own = [(k.text, topic_of[k.entry_id]) for k in keys if k.kind is KeyKind.QUESTION]
+    own_keys = keys
     extra = with_context(kb, keys, config) if embed is not None else []
     if extra:
         keys, vectors = [*keys, *extra], np.vstack([vectors, embed([k.text for k in extra])])
@@ -125,6 +129,14 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
         if embed is not None:
             x = np.vstack([vectors[phrasing], *[embed([text for text, _ in once])] * config.example_weight])
             topic = _fit(x, labels + [t for _, t in examples], config.topic_c, config.max_iter)
+    # the scope models also learn phrasings and declined questions told inside a life (conversation.yaml's
+    # `stories`: a visa, a move, a new job), so that a question of ours asked in passing is not declined for its
+    # story; the topic models do not, the story names no topic
+    lives = with_context(kb, own_keys, config, kb.conversation.stories) if embed is not None else []
+    if lives:
+        keys, vectors = [*keys, *lives], np.vstack([vectors, embed([k.text for k in lives])])
+        phrasing = np.array([k.kind is KeyKind.QUESTION for k in keys])
+        off_topic = np.array([k.kind is KeyKind.OFF_TOPIC for k in keys])
     rows = phrasing | off_topic
     scope = _fit(vectors[rows], np.where(phrasing[rows], "in", "out"), config.scope_c, config.max_iter,
                  balanced=True)

@@ -51,6 +51,11 @@ def _rebuilt(kb_changes: dict | None = None, fit: FitConfig | None = None) -> Ca
     return make
 
 
+def _without_stories(a: Assistant) -> Assistant:
+    """The scope models fitted without conversation.yaml's stories around phrasings (as before 2026-12-05)."""
+    return _rebuilt({"conversation": dataclasses.replace(a.kb.conversation, stories={})})(a)
+
+
 def _without_speller(a: Assistant) -> Assistant:
     v = copy.copy(a)
     v.reader = Reader(a.kb, a.vocabulary.counts, a.max_chars, spelling=False)
@@ -95,6 +100,8 @@ VARIANTS = (
             _rebuilt({"vocabulary": (), "product_words": ()})),
     Variant("without context around phrasings when fitting the classifiers", _rebuilt(fit=FitConfig(augment_every=0))),
     Variant("context of one sentence only (as before 2026-12-02)", _rebuilt(fit=FitConfig(context_in=1))),
+    Variant("without stories around phrasings for the scope models (a visa, a move: as before 2026-12-05)",
+            _without_stories),
     Variant("without the speller (misspelt words read as typed)", _without_speller),
     Variant("without the topic examples (the topic models learn the phrasings alone)",
             _rebuilt({"topic_examples": ()})),

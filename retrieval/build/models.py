@@ -111,12 +111,11 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
     topic_of = {e.id: e.topic for e in kb.entries}
     # the word topic model learns the phrasings as written: context sentences are words of no topic
     own = [(k.text, topic_of[k.entry_id]) for k in keys if k.kind is KeyKind.QUESTION]
-    own_keys = keys
+    written = keys  # before any sentence is told around them
     extra = with_context(kb, keys, config) if embed is not None else []
     if extra:
         keys, vectors = [*keys, *extra], np.vstack([vectors, embed([k.text for k in extra])])
-    phrasing = np.array([k.kind is KeyKind.QUESTION for k in keys])
-    off_topic = np.array([k.kind is KeyKind.OFF_TOPIC for k in keys])
+    phrasing, off_topic = _of_kind(keys, KeyKind.QUESTION), _of_kind(keys, KeyKind.OFF_TOPIC)
     labels = [topic_of[k.entry_id] for k in keys if k.kind is KeyKind.QUESTION]
     if len(set(labels)) < 2 or not off_topic.any():
         return None
@@ -132,11 +131,10 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
     # the scope models also learn phrasings and declined questions told inside a life (conversation.yaml's
     # `stories`: a visa, a move, a new job), so that a question of ours asked in passing is not declined for its
     # story; the topic models do not, the story names no topic
-    lives = with_context(kb, own_keys, config, kb.conversation.stories) if embed is not None else []
+    lives = with_context(kb, written, config, kb.conversation.stories) if embed is not None else []
     if lives:
         keys, vectors = [*keys, *lives], np.vstack([vectors, embed([k.text for k in lives])])
-        phrasing = np.array([k.kind is KeyKind.QUESTION for k in keys])
-        off_topic = np.array([k.kind is KeyKind.OFF_TOPIC for k in keys])
+        phrasing, off_topic = _of_kind(keys, KeyKind.QUESTION), _of_kind(keys, KeyKind.OFF_TOPIC)
     rows = phrasing | off_topic
     scope = _fit(vectors[rows], np.where(phrasing[rows], "in", "out"), config.scope_c, config.max_iter,
                  balanced=True)
@@ -147,6 +145,11 @@ def fit_classifiers(kb: KnowledgeBase, keys: list[Key], vectors: np.ndarray,
                        decline_topic=phrasings_only,
                        word_topic=_fit_words([text for text, _ in own + examples],
                                              [t for _, t in own + examples], config.word_topic_c, config))
+
+
+def _of_kind(keys: list[Key], kind: KeyKind) -> np.ndarray:
+    """Which of `keys` are of `kind`, as a boolean mask."""
+    return np.array([k.kind is kind for k in keys])
 
 
 def _fit_words(texts: list[str], labels, c: float, config: FitConfig, balanced: bool = False) -> WordModel:

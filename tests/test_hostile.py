@@ -22,7 +22,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
-from secret_formats import secretish
+from secret_formats import CARD_SEPARATORS, secretish
 from secret_formats import typed_cards as any_typed_card
 from timing import within
 
@@ -63,6 +63,17 @@ def hostile(**options) -> settings:
 def visible(markdown: str) -> str:
     """What Markdown would read as syntax: the text with every backslash-escaped pair taken out."""
     return re.sub(r"\\.", "", markdown, flags=re.DOTALL)
+
+
+# What may stand between a card's groups as someone types it: read past, the groups are one number again.
+BETWEEN_GROUPS = re.compile("[" + re.escape("".join(sorted({c for s in CARD_SEPARATORS for c in fold(s)[0]}))) + "]")
+
+
+def as_read(text: str) -> str:
+    """The text as a reader sees a card in it: digits folded, any separator of a typed card left out. Not every
+    non-digit: the random text around a card may hold the card's digits apart ("2296470436241…á…3m", drawn by
+    hypothesis), which is no card number to find."""
+    return BETWEEN_GROUPS.sub("", fold(text)[0])
 
 
 def strings_in(value) -> Iterator[str]:
@@ -174,7 +185,7 @@ def check(assistant: Assistant, question: str, answer, cards: list[str] = ()) ->
         digits = re.sub(r"[^0-9]", "", fold(card)[0])
         for text in strings_in(data):
             assert card not in text and card.replace(" ", "").replace("-", "") not in text, (card, text)
-            assert digits not in re.sub(r"[^0-9]", "", fold(text)[0]), (card, text)
+            assert digits not in as_read(text), (card, text)
     shown = visible(escape_markdown(answer.question))
     assert "<" not in shown and "](" not in shown and "&" not in shown
 
@@ -197,6 +208,9 @@ REAL_EXAMPLES = 40
 @example(typed=("GV怎么充值 \ud800 4111\u30001111\u30001111\u30001111 <s></s><pad><unk><mask>",
                 ["4111\u30001111\u30001111\u30001111"]))
 @example(typed=("\u0301\u200d\ufeff" + "🙂" * 600 + "\U000e0041", []))
+# Found by hypothesis: the text before the card holds the card's digits apart, which is no card to mask.
+@example(typed=("229647043624174á\U000e2d47Ì\U000d657f3m\U000f4a3cúþ艸ø¼i\u200b２２９６\t４７０４\t３６２４\t１７４３/",
+                ["２２９６\t４７０４\t３６２４\t１７４３"]))
 def test_any_text_gets_a_well_formed_answer_from_the_real_model(real_assistant, typed):
     question, cards = typed
     check(real_assistant, question, ask(real_assistant, question), cards)

@@ -62,11 +62,11 @@ def test_the_threshold_rule_applies_without_a_scope_model_even_with_weights():
 
 # -- the learned rule ------------------------------------------------------------------------------------
 def test_features_are_the_signals_then_the_provider_then_the_signals_again_when_it_is_known():
-    unknown = signals(topic=0.7, words=0.6).features()
-    known = signals(topic=0.7, words=0.6, provider_known=True).features()
-    first = [0.95, 0.95 - 0.80, 1.0, 0.9, 0.7, 0.6]
+    unknown = signals(topic=0.7, words=0.6, topics=0.8).features()
+    known = signals(topic=0.7, words=0.6, topics=0.8, provider_known=True).features()
+    first = [0.95, 0.95 - 0.80, 1.0, 0.9, 0.7, 0.6, 0.8]
     assert len(unknown) == len(known) == 2 * len(DeclineSignals.NAMES) + 1
-    assert unknown == pytest.approx([*first, 0.0, *[0.0] * 6])
+    assert unknown == pytest.approx([*first, 0.0, *[0.0] * 7])
     assert known == pytest.approx([*first, 1.0, *first])
 
 
@@ -79,7 +79,7 @@ def learned(weight_on_similarity: float, bias: float, bar: float = 0.5) -> Decis
 @pytest.mark.parametrize(("similarity", "declined"), [(0.95, False), (0.85, True), (0.90, False)])
 def test_learned_rule_declines_under_its_probability_bar(similarity, declined):
     config = learned(100.0, -90.0)  # probability 0.5 at similarity 0.90
-    s = signals(similarity=similarity, topic=0.5, words=0.5)
+    s = signals(similarity=similarity, topic=0.5, words=0.5, topics=0.5)
     assert s.answer_probability(config) == pytest.approx(1 / (1 + np.exp(-(100 * similarity - 90))))
     assert s.declines(config) is declined
 
@@ -87,7 +87,7 @@ def test_learned_rule_declines_under_its_probability_bar(similarity, declined):
 @pytest.mark.parametrize(("similarity", "near"), [(0.88, True), (0.86, False)])
 def test_a_declined_question_is_near_by_the_learned_probability_not_by_similarity(similarity, near):
     config = dataclasses.replace(learned(100.0, -90.0), suggest_probability=0.1, suggest_floor=0.99)
-    s = signals(similarity=similarity, topic=0.5, words=0.5)  # probability 0.12 at 0.88, 0.02 at 0.86
+    s = signals(similarity=similarity, topic=0.5, words=0.5, topics=0.5)  # probability 0.12 at 0.88, 0.02 at 0.86
     assert s.declines(config) and s.near(config) is near
     # the hand-set thresholds go by similarity alone
     assert signals(similarity=0.86).near(dataclasses.replace(THRESHOLDS, suggest_floor=0.85))
@@ -96,7 +96,7 @@ def test_a_declined_question_is_near_by_the_learned_probability_not_by_similarit
 
 def test_learned_rule_ignores_the_thresholds():
     """With weights, a question under every threshold is answered when the model says it is ours."""
-    s = signals(similarity=0.5, off_topic=0.5, coverage=0.0, scope=0.0, topic=0.1, words=0.1)
+    s = signals(similarity=0.5, off_topic=0.5, coverage=0.0, scope=0.0, topic=0.1, words=0.1, topics=0.1)
     sure = learned(0.0, 5.0)  # probability 0.99 whatever the signals
     assert s.declines(dataclasses.replace(THRESHOLDS, decline_weights=sure.decline_weights, decline_bias=5.0,
                                           min_answer_probability=0.5)) is False
@@ -104,8 +104,8 @@ def test_learned_rule_ignores_the_thresholds():
 
 
 def test_learned_rule_with_the_wrong_number_of_weights_is_refused_by_count():
-    with pytest.raises(ValueError, match="decline_weights needs 13 numbers, got 2"):
-        signals(topic=0.5, words=0.5).declines(DecisionConfig(decline_weights=(1.0, 2.0)))
+    with pytest.raises(ValueError, match="decline_weights needs 15 numbers, got 2"):
+        signals(topic=0.5, words=0.5, topics=0.5).declines(DecisionConfig(decline_weights=(1.0, 2.0)))
 
 
 # -- entry probabilities ---------------------------------------------------------------------------------

@@ -56,6 +56,19 @@ def _without_stories(a: Assistant) -> Assistant:
     return _rebuilt({"conversation": dataclasses.replace(a.kb.conversation, stories={})})(a)
 
 
+def _without_topic_confidence(a: Assistant) -> Assistant:
+    """The decline rule without the topic models' confidence (`DeclineSignals.topics` held at 0, so its refit gives it
+    no weight: as before session 27)."""
+    v = copy.copy(a)
+    read = a.read
+
+    def read_without(understood):
+        r = read(understood)
+        return dataclasses.replace(r, signals=dataclasses.replace(r.signals, topics=0.0))
+    v.read = read_without
+    return v
+
+
 def _without_speller(a: Assistant) -> Assistant:
     v = copy.copy(a)
     v.reader = Reader(a.kb, a.vocabulary.counts, a.max_chars, spelling=False)
@@ -94,6 +107,8 @@ VARIANTS = (
             _with({"word_topic_weight": 0.0}), False),
     Variant("topic models alone decide the topic (weight 100)", _with({"topic_weight": 100.0})),
     Variant("without the learned decline rule (the hand-set thresholds)", _with(THRESHOLDS), False),
+    Variant("without the topic models' confidence in the decline rule (as before session 27)",
+            _without_topic_confidence),
     Variant("nearest phrasing only (no topic pooling, answers, BM25, topic model)",
             _with({"topic_weight": 0.0}, RankingConfig(weight_topic=0.0, weight_answers=0.0, weight_lexical=0.0))),
     Variant("without the product words (美国E卡, US SIM card ... kept in the question)",

@@ -98,7 +98,7 @@ class Assistant:
         vector = self.embedder.embed_queries([understood.matched])[0]
         ranking = self.ranker.rank(understood.matched, vector)
         topic_lp = None
-        scope = topic = words = None
+        scope = topic = words = topics = None
         if self.classifiers is not None:
             c = self.classifiers
             by_vector = dict(zip(c.topic.classes, c.topic.probabilities(vector)[0], strict=True))
@@ -110,10 +110,11 @@ class Assistant:
             topic = float(c.decline_topic.probabilities(vector)[0].max())
             scope = float(c.scope.probabilities(vector)[0][c.scope.classes.index("in")])
             words = c.words.probability(understood.matched)
+            topics = float(np.exp(topic_lp.max()))
         coverage = self.vocabulary.coverage(understood.spelled)
         signals = DeclineSignals(ranking.best_similarity, ranking.off_topic, coverage,
                                  understood.provider is not None or bool(understood.compared), scope, topic,
-                                 words, ours=understood.ours, not_ours=understood.other_membership)
+                                 words, topics, ours=understood.ours, not_ours=understood.other_membership)
         return Reading(understood, ranking, topic_lp, signals)
 
     def ask(self, question: str, provider: str | None = None, language: str | None = None,

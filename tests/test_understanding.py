@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from retrieval.serving.answer import Kind
@@ -125,6 +126,23 @@ def test_voice_credit_and_the_voice_app_are_google_voices(real_assistant, questi
     a = real_assistant.ask(question)
     entry = real_assistant.kb.by_id[a.entry_id]
     assert a.kind is Kind.ANSWER and entry.provider == "google_voice" and entry.topic in topics, a.entry_id
+
+
+# Asked inside a story, or in words no phrasing uses: the best phrasing's similarity and the scope models fall, the
+# topic models stay sure of the topic. The rule before session 27, which did not read their confidence, declined all
+# three (opened dev_blind15, dev_blind13).
+@pytest.mark.parametrize(("question", "topic"), [
+    ("Defended my thesis last week!! Leaving the US next month for a postdoc in Zurich, selling my car and furniture "
+     "now. Don't want surprise charges after I'm gone, how do i turn off auto renew on my phone plan", "auto_topup"),
+    ("账号密码忘了 登不进去 冲不了值 注册的邮箱也换了 咋办", "account"),
+    ("外卡充值老是declined是普遍现象吗 有没有什么通用的解决办法 试了好几家了", "payment_failed"),
+])
+def test_a_question_with_a_clear_topic_is_not_declined_for_its_story(real_assistant, question, topic):
+    reading = real_assistant.read(real_assistant.understand(question))
+    fused = float(np.exp(reading.topic_log_probability.max()))
+    assert reading.signals.topics == pytest.approx(fused) and fused > 0.9
+    a = real_assistant.ask(question)
+    assert a.kind in (Kind.ANSWER, Kind.ASK_PROVIDER) and a.topic == topic, (a.kind, a.topic)
 
 
 def test_a_place_alone_is_still_declined(real_assistant):

@@ -105,6 +105,22 @@ def test_a_topic_that_is_not_ours_beside_a_word_of_ours_is_left_to_the_models(re
     assert reader.read(question).other_topic is None
 
 
+@pytest.mark.parametrize(("question", "topic"), [
+    # the money is in the story, the question asks about the topic alone
+    ("I've paid Mint every month for a year. How do I set up the APN on my new phone?", "APN 和上网设置"),
+    ("Paid my Tello plan yesterday. Why is hotspot still not working?", "热点和共享网络"),
+    ("用的是 Mint，每个月都按时续费。想问能不能屏蔽某些号码？", "骚扰电话和垃圾短信"),
+    # a word of ours in what is asked leaves it to the models, as before
+    ("I'm roaming in Japan. How do I top up my Tello?", None), ("Tello 漫游怎么收费", None),
+    # two questions, one of them ours in words of no list: the models judge
+    ("合同快到期了，准备换一家。会不会中途断线？要先准备什么资料？", None),
+    # nothing asked: the story is left to the models
+    ("paid my mint plan, the apn keeps resetting", None),
+])
+def test_a_topic_not_ours_in_every_clause_that_asks(real_reader, question, topic):
+    assert real_reader.read(question).other_topic == topic
+
+
 CODES_ON_GV = "其他服务发到 GV 号码的验证码"
 
 

@@ -49,6 +49,8 @@ def _every_language(words: dict[str, tuple[str, ...]]) -> list[str]:
 
 PUNCTUATION_ONLY = re.compile(r"[\s\W_]+")
 QUESTION_MARK = re.compile(r"[?？]")
+# Where a post's clauses end: after a question or exclamation mark, at a full stop, comma, semicolon or line break.
+CLAUSE = re.compile(r"(?<=[?？!！])|[。.,，;；\n]+")
 
 
 def _unpunctuated(rest: str) -> str:
@@ -267,15 +269,22 @@ class Reader:
 
     def _other_topic(self, spelled: str, provider: str | None, named: tuple[str, ...] = ()) -> str | None:
         """The topic that is not ours the question names ("mint apn 怎么设置"), unless it also has a word of money,
-        of the account or of keeping a number ("tello 漫游怎么收费" is the models' to judge); then a narrow topic, named
-        only beside its providers, by two words together or left to the models by its own words of ours ("WeChat
-        code never arrives on my google voice"). `spelled`: the question normalised, misspellings read; `provider`:
-        the one named or chosen; `named`: every provider the question names, all of which must be the topic's
-        ("把 T-Mobile 的号码转入 GV" is Google Voice's port-in, ours). (A narrow topic does not keep a line's own
-        sign-in from being ours, `_own_line`.)"""
+        of the account or of keeping a number ("tello 漫游怎么收费" is the models' to judge) in what it asks: a post
+        whose every asking clause (a question mark or a question word) names the topic and has no word of ours asks
+        about the topic, whatever its story says of paying ("每个月按时续费的，想问能不能屏蔽某些号码"); then a
+        narrow topic, named only beside its providers, by two words together or left to the models by its own words
+        of ours ("WeChat code never arrives on my google voice"). `spelled`: the question normalised, misspellings
+        read; `provider`: the one named or chosen; `named`: every provider the question names, all of which must be
+        the topic's ("把 T-Mobile 的号码转入 GV" is Google Voice's port-in, ours). (A narrow topic does not keep a
+        line's own sign-in from being ours, `_own_line`.)"""
         found = self.other_topics.search(spelled) if self.other_topics else None
         if found is not None and not (self.ours and self.ours.search(spelled)):
             return self.topic_of[found.group()]
+        if found is not None:
+            asked = [c for c in CLAUSE.split(spelled) if c.strip() and self._asks(c)]
+            named_in = [self.other_topics.search(c) for c in asked]
+            if asked and all(named_in) and not (self.ours and any(self.ours.search(c) for c in asked)):
+                return self.topic_of[named_in[0].group()]
         for topic, named_by, also, ours in self.narrow_topics:
             if ((not topic.providers or (provider in topic.providers and set(named) <= set(topic.providers)))
                     and named_by and named_by.search(spelled)

@@ -312,6 +312,11 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("Mint 流量用完了怎么充值", None),  # topping up: ours
     ("my texts to china wont send on h2o, messages not delivered", "短信发不出去"),
     ("GV 充值后短信发不出去", None),  # topping up: the models judge
+    ("怎么在 tello 上拉黑号码", "骚扰电话和垃圾短信"), ("does mint come with phone insurance", "手机维修"),
+    ("am i eligible for lifeline as a student", "政府补贴电话（Lifeline）"),
+    ("do prepaid customers get t-mobile tuesdays", "运营商的会员福利"), ("能帮我查手机在哪吗", "找回和定位手机"),
+    ("Ultra 的客服电话按1转人工吗", None),  # reaching support is ours: the phone menu's own words of ours
+    ("best phone plan to keep my number?", None),  # a plan is ours
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

@@ -317,6 +317,9 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("do prepaid customers get t-mobile tuesdays", "运营商的会员福利"), ("能帮我查手机在哪吗", "找回和定位手机"),
     ("Ultra 的客服电话按1转人工吗", None),  # reaching support is ours: the phone menu's own words of ours
     ("best phone plan to keep my number?", None),  # a plan is ours
+    ("打微信电话回国算不算分钟数 我用的 tello", "用微信、WhatsApp 打电话"),
+    ("do whatsapp calls use my mint data", "用微信、WhatsApp 打电话"),
+    ("微信电话打不出去 是不是 GV 没充值", None),  # topping up: the models judge
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)

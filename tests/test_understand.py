@@ -329,6 +329,11 @@ PAYPAL = "PayPal 账户受限和身份验证"
     ("my tello payment went through but data not working", None),  # paid and no service: ours
     ("tello 的 esim 卡在 stuck on activating 怎么办", "eSIM 的安装和转移"),
     ("can nextiva connect to salesforce", "商务电话和其他软件的集成"),
+    # what a feature or a phone costs is not a word of ours (多少钱, 套餐, cheap); buying more of the plan is
+    ("tello 旧手机 trade in 能抵多少钱", "手机解锁和以旧换新"),
+    ("best cheap phone to use with tello?", "买手机和手机优惠"),
+    ("smart watch 能加到 mint 套餐里吗", "智能手表"),
+    ("mint 被限速了 要不要加钱升级套餐", None),
 ])
 def test_a_topic_not_ours_by_its_words_in_the_real_knowledge_base(real_reader, question, topic):
     # knowledge/other_services.yaml: topics with a second word (`also`) or their own words of ours (`ours`)
